@@ -1,0 +1,13 @@
+//! `weir` — the data plane of a WebAssembly-programmable service proxy.
+//!
+//! The library holds everything the `weir` binary runs: the YAML schema ([`config`]), route
+//! matching ([`route`]), clusters with load balancing, pooling and outlier ejection
+//! ([`cluster`]), the HTTP proxy path ([`http`]), listeners and workers ([`listener`]), the
+//! immutable running configuration ([`snapshot`]) and the admin endpoint ([`admin`]).
+//!
+//! Start with `examples/weir.yaml` and `weir run --config examples/weir.yaml`.
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod config;
+pub mod route;

@@ -1,0 +1,1 @@
+//! Native test harness for weir filters. TODO
