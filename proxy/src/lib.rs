@@ -8,6 +8,15 @@
 //! Start with `examples/weir.yaml` and `weir run --config examples/weir.yaml`.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod admin;
+pub mod app;
 pub mod cluster;
 pub mod config;
+pub mod http;
+pub mod listener;
+pub mod metrics;
 pub mod route;
+pub mod shared;
+pub mod snapshot;
+pub mod tls;

@@ -1,2 +1,75 @@
-//! The `weir` binary. See DESIGN.md §4 for the CLI.
-fn main() {}
+//! The `weir` binary (DESIGN.md §4): `run`, `validate`, `demo`.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "A WebAssembly-programmable service proxy")]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Reload when the config file changes.
+        #[arg(long)]
+        watch: bool,
+        /// Worker threads (default: number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Admin address (overrides `admin:` of the config).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Node name (for the control plane and properties).
+        #[arg(long, default_value = "weir")]
+        node: String,
+    },
+    /// Parse and validate a config; print every error; exit 1 on any.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let code = match cli.cmd {
+        Cmd::Run { config, watch, workers, admin, node } => {
+            weir::app::run(weir::app::RunOptions { config, workers, admin, watch, node })
+        }
+        Cmd::Validate { config } => match weir::app::validate(&config) {
+            Ok(()) => {
+                println!("ok");
+                0
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}

@@ -1,7 +1,176 @@
 //! Upstream clusters: endpoints, load balancers, connection pools, health checks and
-//! outlier ejection.
+//! outlier ejection. A [`ClusterState`] is built once per snapshot (and reused by the next
+//! snapshot when its config is unchanged, so pools, ejections and health survive swaps).
 
 pub mod balancer;
 pub mod health;
 pub mod outlier;
+pub mod pool;
 pub mod ring_hash;
+
+use crate::config;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+static NEXT_CLUSTER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One upstream endpoint.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// As written in the config (`127.0.0.1:9001`, `orders.local:80`).
+    pub address: String,
+    /// Resolved at build time (for health checks and the access log).
+    pub socket: Option<SocketAddr>,
+    /// The URI authority requests to this endpoint use.
+    pub authority: http::uri::Authority,
+    /// Upstream responses of this endpoint, by code.
+    pub stats: Arc<crate::metrics::CodeCounters>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster {cluster}: {message}")]
+    Invalid { cluster: String, message: String },
+    #[error("cluster {cluster}: {source}")]
+    Tls { cluster: String, source: crate::tls::TlsError },
+}
+
+/// A cluster as the request path sees it: immutable config plus shared atomic state.
+pub struct ClusterState {
+    /// Identity of this build of the cluster; per-worker pools are keyed by it.
+    pub id: u64,
+    pub name: String,
+    pub config: config::Cluster,
+    pub endpoints: Vec<Endpoint>,
+    pub balancer: balancer::Balancer,
+    pub outlier: Option<outlier::OutlierDetector>,
+    pub health: Option<Arc<health::HealthState>>,
+    health_task: Option<tokio::task::JoinHandle<()>>,
+    pub tls: Option<pool::UpstreamTls>,
+    pub scheme: http::uri::Scheme,
+    /// Requests in flight (circuit breaker `limits.max_requests`).
+    pub active: AtomicU32,
+    pub ejections: AtomicU64,
+}
+
+impl Drop for ClusterState {
+    fn drop(&mut self) {
+        if let Some(t) = self.health_task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl ClusterState {
+    /// Builds a cluster; `base_dir` resolves relative TLS paths. Health checking starts when a
+    /// tokio runtime is current.
+    pub fn build(
+        cfg: &config::Cluster,
+        base_dir: &std::path::Path,
+        metrics: &crate::metrics::Registry,
+    ) -> Result<Self, ClusterError> {
+        let invalid = |message: String| ClusterError::Invalid { cluster: cfg.name.clone(), message };
+        if cfg.endpoints.is_empty() {
+            return Err(invalid("no endpoints".into()));
+        }
+        let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
+        for a in &cfg.endpoints {
+            let authority = a
+                .parse::<http::uri::Authority>()
+                .map_err(|e| invalid(format!("endpoint {a:?}: {e}")))?;
+            endpoints.push(Endpoint {
+                address: a.clone(),
+                socket: std::net::ToSocketAddrs::to_socket_addrs(a.as_str())
+                    .ok()
+                    .and_then(|mut i| i.next()),
+                authority,
+                stats: metrics.upstream_stats(&cfg.name, a),
+            });
+        }
+        let balancer =
+            balancer::Balancer::new_with_ids(cfg.lb, &cfg.endpoints, cfg.hash_on.as_deref())
+                .map_err(invalid)?;
+        let tls = match &cfg.tls {
+            None => None,
+            Some(t) => {
+                let p = |s: &String| crate::config::resolve_path(base_dir, s);
+                let ca = t.ca.as_ref().map(p);
+                let cert = t.cert.as_ref().map(p);
+                let key = t.key.as_ref().map(p);
+                let ck = match (&cert, &key) {
+                    (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                    _ => None,
+                };
+                let config = crate::tls::client_config(ca.as_deref(), ck, cfg.http2)
+                    .map_err(|e| ClusterError::Tls { cluster: cfg.name.clone(), source: e })?;
+                let sni = match &t.sni {
+                    Some(s) => Some(
+                        rustls::pki_types::ServerName::try_from(s.clone())
+                            .map_err(|e| invalid(format!("sni {s:?}: {e}")))?,
+                    ),
+                    None => None,
+                };
+                Some(pool::UpstreamTls { config, sni })
+            }
+        };
+        let outlier = cfg.outlier.as_ref().map(|o| outlier::OutlierDetector::new(o, endpoints.len()));
+        let (health, health_task) = match &cfg.health_check {
+            Some(hc) if tokio::runtime::Handle::try_current().is_ok() => {
+                let state = health::HealthState::new(endpoints.len());
+                let addrs: Vec<SocketAddr> = endpoints
+                    .iter()
+                    .map(|e| e.socket.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
+                    .collect();
+                let task = health::spawn_health_checker(hc.clone(), addrs, state.clone());
+                (Some(state), Some(task))
+            }
+            _ => (None, None),
+        };
+        Ok(ClusterState {
+            id: NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed),
+            name: cfg.name.clone(),
+            config: cfg.clone(),
+            endpoints,
+            balancer,
+            outlier,
+            health,
+            health_task,
+            scheme: if cfg.tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP },
+            tls,
+            active: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether endpoint `ep` may receive traffic now (not ejected, not failing health checks).
+    pub fn available(&self, ep: usize, now: Instant) -> bool {
+        if let Some(h) = &self.health {
+            if !h.is_healthy(ep) {
+                return false;
+            }
+        }
+        if let Some(o) = &self.outlier {
+            if o.is_ejected(ep, now) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Feeds an upstream result to outlier detection.
+    pub fn record_result(&self, ep: usize, status: Option<u16>) {
+        if let Some(o) = &self.outlier {
+            if o.record(ep, status, Instant::now()) {
+                self.ejections.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(cluster = %self.name, endpoint = %self.endpoints[ep].address, "endpoint ejected");
+            }
+        }
+    }
+
+    /// Whether every endpoint is currently unavailable (answers UH rather than UF).
+    pub fn none_available(&self, now: Instant) -> bool {
+        (0..self.endpoints.len()).all(|ep| !self.available(ep, now))
+    }
+}

@@ -8,11 +8,24 @@ mod load;
 mod units;
 mod validate;
 
-pub use load::{load_file, load_str, ConfigError, ConfigErrors};
+pub use load::{load_file, load_file_validated, load_str, load_str_validated, ConfigError, ConfigErrors};
+pub use validate::validate;
 pub use units::{ByteSize, Dur};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Resolves a path from the config: absolute paths stay, relative ones are joined to the
+/// directory of the config file.
+pub fn resolve_path(base_dir: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    }
+}
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

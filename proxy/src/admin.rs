@@ -1,0 +1,88 @@
+//! The admin HTTP endpoint: `/ready`, `/config`, `/metrics`, `/stats/workers`, `POST /reload`.
+
+use crate::http::error::{full, local_response};
+use crate::http::ProxyBody;
+use crate::shared::Shared;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+/// Rebuilds and publishes the snapshot from its source; returns the new version or all errors.
+pub type Reloader = Arc<dyn Fn() -> Result<u64, String> + Send + Sync>;
+
+/// Serves the admin endpoint on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, reload: Option<Reloader>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        let reload = reload.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                let reload = reload.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(req, &shared, reload).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
+    let mut r = Response::new(full(Bytes::from(serde_json::to_vec_pretty(v).unwrap_or_default())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn route(req: Request<Incoming>, shared: &Shared, reload: Option<Reloader>) -> Response<ProxyBody> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/ready") => local_response(StatusCode::OK, "ready"),
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(full(Bytes::from(shared.metrics.render())));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::GET, "/config") => {
+            let snap = shared.snapshot.load();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "version": snap.version,
+                    "swapped_at": humantime::format_rfc3339_millis(snap.swapped_at).to_string(),
+                    "config": snap.config,
+                }),
+            )
+        }
+        (&Method::GET, "/stats/workers") => {
+            let workers: Vec<_> = shared
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    serde_json::json!({
+                        "id": i,
+                        "accepted": w.accepted.load(std::sync::atomic::Ordering::Relaxed),
+                        "requests": w.requests.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                })
+                .collect();
+            json(StatusCode::OK, &serde_json::json!({ "workers": workers }))
+        }
+        (&Method::POST, "/reload") => match reload {
+            None => local_response(StatusCode::NOT_IMPLEMENTED, "reload not available"),
+            Some(f) => match tokio::task::spawn_blocking(move || f()).await {
+                Ok(Ok(v)) => json(StatusCode::OK, &serde_json::json!({ "version": v })),
+                Ok(Err(e)) => json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
+                Err(e) => local_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            },
+        },
+        _ => local_response(StatusCode::NOT_FOUND, "not found"),
+    }
+}

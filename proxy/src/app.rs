@@ -1,0 +1,225 @@
+//! `weir run` and `weir validate`: loading, starting workers and the admin endpoint, reloading,
+//! and draining on SIGTERM.
+
+use crate::config::{self, Config};
+use crate::listener;
+use crate::metrics::Registry;
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// Options of `weir run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub workers: Option<usize>,
+    pub admin: Option<String>,
+    pub watch: bool,
+    pub node: String,
+}
+
+/// Loads and validates a config file; every error as `file:line:column: message`.
+pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    let cfg = config::load_file(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    Ok(cfg)
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `weir validate`: parse, validate and build everything a snapshot needs.
+pub fn validate(path: &Path) -> Result<(), Vec<String>> {
+    let cfg = load(path)?;
+    let metrics = Registry::default();
+    Snapshot::build(0, cfg, &base_dir(path), None, &metrics).map(|_| ())
+}
+
+/// Rebuilds the snapshot from `path` and publishes it; failures keep the old one and count as
+/// rejected swaps.
+pub fn reload(shared: &Shared, path: &Path, lock: &Mutex<()>) -> Result<u64, String> {
+    let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let result = load(path).and_then(|cfg| {
+        let prev = shared.snapshot.load_full();
+        let version = prev.version + 1;
+        Snapshot::build(version, cfg, &base_dir(path), Some(&prev), &shared.metrics)
+    });
+    match result {
+        Ok(snap) => {
+            let v = snap.version;
+            shared.publish(snap);
+            tracing::info!(version = v, "configuration swapped");
+            Ok(v)
+        }
+        Err(errors) => {
+            shared.metrics.swaps_rejected.fetch_add(1, Ordering::Relaxed);
+            let msg = errors.join("\n");
+            tracing::error!(errors = %msg, "configuration rejected; keeping the running one");
+            Err(msg)
+        }
+    }
+}
+
+/// `weir run --config`: runs until SIGTERM/SIGINT; returns the process exit code.
+pub fn run(opts: RunOptions) -> i32 {
+    let cfg = match load(&opts.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return 1;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weir: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(run_async(opts, cfg))
+}
+
+async fn run_async(opts: RunOptions, cfg: Config) -> i32 {
+    let workers = opts
+        .workers
+        .filter(|w| *w > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let metrics = Arc::new(Registry::default());
+    let admin_addr = opts.admin.clone().or_else(|| cfg.admin.clone());
+    let listeners_cfg = cfg.listeners.clone();
+    let snap = match Snapshot::build(1, cfg, &base_dir(&opts.config), None, &metrics) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{}: {e}", opts.config.display());
+            }
+            return 1;
+        }
+    };
+    let shared = Shared::new(snap, metrics, workers, opts.node.clone());
+    let bound = match listener::bind_all(&listeners_cfg, workers) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            return 1;
+        }
+    };
+    let reload_lock = Arc::new(Mutex::new(()));
+    let reloader: crate::admin::Reloader = {
+        let shared = shared.clone();
+        let path = opts.config.clone();
+        let lock = reload_lock.clone();
+        Arc::new(move || reload(&shared, &path, &lock))
+    };
+    let admin_bound = match &admin_addr {
+        Some(a) => match tokio::net::TcpListener::bind(a.as_str()).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("weir: admin {a}: {e}");
+                return 1;
+            }
+        },
+        None => None,
+    };
+    let admin_local = admin_bound.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = admin_bound {
+        tokio::spawn(crate::admin::serve(l, shared.clone(), Some(reloader.clone())));
+    }
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
+    for (id, sockets) in bound.per_worker.into_iter().enumerate() {
+        match listener::spawn_worker(id, shared.clone(), sockets, shutdown_rx.clone(), ready_tx.clone()) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                eprintln!("weir: cannot start worker {id}: {e}");
+                return 1;
+            }
+        }
+    }
+    drop(ready_tx);
+    let ready = tokio::task::spawn_blocking(move || {
+        (0..workers).map(|_| ready_rx.recv().unwrap_or_else(|_| Err("worker died".into()))).collect::<Result<Vec<_>, _>>()
+    })
+    .await;
+    match ready {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            eprintln!("weir: {e}");
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("weir: {e}");
+            return 1;
+        }
+    }
+    let listeners: serde_json::Map<String, serde_json::Value> =
+        bound.addresses.iter().map(|(n, a)| (n.clone(), serde_json::Value::String(a.to_string()))).collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "ready",
+            "pid": std::process::id(),
+            "admin": admin_local.map(|a| a.to_string()),
+            "listeners": listeners,
+            "workers": workers,
+        })
+    );
+    tracing::info!(workers, "weir is ready");
+
+    if opts.watch {
+        tokio::spawn(watch_file(opts.config.clone(), reloader.clone()));
+    }
+    wait_for_shutdown(reloader).await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    0
+}
+
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration.
+async fn wait_for_shutdown(reloader: crate::admin::Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                let f = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || f()).await;
+            }
+        }
+    }
+}
+
+/// `--watch`: reloads when the file's contents change (checked twice a second).
+async fn watch_file(path: PathBuf, reloader: crate::admin::Reloader) {
+    let mut last = std::fs::read(&path).ok();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let now = std::fs::read(&path).ok();
+        if now.is_some() && now != last {
+            last = now;
+            let f = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || f()).await;
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The request path: one call of [`handle`] per downstream request (phases in `http/mod.rs`).
+
+use super::body::{BodyEnd, LimitedBody, ObservedBody};
+use super::error::{classify_client_error, full, ProxyError};
+use super::{headers, BoxError, ProxyBody};
+use crate::access_log::AccessLogEntry;
+use crate::cluster::balancer::PickContext;
+use crate::cluster::pool::WorkerPools;
+use crate::cluster::ClusterState;
+use crate::metrics::RequestStats;
+use crate::route::matcher::RequestView;
+use crate::route::CompiledRoute;
+use crate::shared::Shared;
+use crate::snapshot::ListenerState;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A worker thread's request-path context (`!Send`: lives on its worker).
+pub struct Worker {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub pools: WorkerPools,
+}
+
+/// Facts about the downstream connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub listener: Arc<str>,
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: Option<TlsInfo>,
+}
+
+/// The TLS session of a downstream connection.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    pub sni: Option<String>,
+    pub version: Option<String>,
+    pub alpn: Option<String>,
+    /// Whether the client presented a verified certificate.
+    pub peer_certificate: bool,
+}
+
+fn empty_body() -> ProxyBody {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP",
+    }
+}
+
+/// What the access log and the metrics need once the response body is over.
+struct Finish {
+    listener: Arc<ListenerState>,
+    stats: Arc<RequestStats>,
+    start: Instant,
+    start_time: SystemTime,
+    route: String,
+    cluster: String,
+    method: String,
+    authority: String,
+    path: String,
+    protocol: &'static str,
+    status: u16,
+    flags: &'static str,
+    bytes_received: Arc<AtomicU64>,
+    upstream_host: String,
+    upstream_service_time: Option<Duration>,
+    request_id: String,
+    peer: SocketAddr,
+}
+
+impl Finish {
+    fn done(self, bytes_sent: u64, end: BodyEnd) {
+        let flags = match (end, self.flags) {
+            (BodyEnd::Complete, f) => f,
+            (_, "-") if end == BodyEnd::Dropped => "DC",
+            (_, "-") => "UPE",
+            (_, f) => f,
+        };
+        let elapsed = self.start.elapsed();
+        self.stats.codes.inc(self.status);
+        self.stats.duration.observe(elapsed);
+        if let Some(log) = &self.listener.access_log {
+            log.write(&AccessLogEntry {
+                start_time: humantime::format_rfc3339_millis(self.start_time).to_string(),
+                listener: &self.listener.config.name,
+                route: &self.route,
+                cluster: &self.cluster,
+                method: &self.method,
+                authority: &self.authority,
+                path: &self.path,
+                protocol: self.protocol,
+                status: self.status,
+                response_flags: flags,
+                bytes_received: self.bytes_received.load(Ordering::Relaxed),
+                bytes_sent,
+                duration_ms: elapsed.as_secs_f64() * 1e3,
+                upstream_host: &self.upstream_host,
+                upstream_service_time_ms: self.upstream_service_time.map(|d| d.as_secs_f64() * 1e3),
+                request_id: &self.request_id,
+                downstream_remote_address: self.peer.to_string(),
+            });
+        }
+    }
+}
+
+/// Wraps the response body so that its end writes the access log and metrics.
+fn observe(resp: Response<ProxyBody>, mut fin: Finish) -> Response<ProxyBody> {
+    fin.status = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    let body = ObservedBody::new(body, Box::new(move |n, end| fin.done(n, end))).boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+/// Serves one downstream request. Never fails: every error becomes a response.
+pub async fn handle(
+    worker: Rc<Worker>,
+    conn: Rc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let start_time = SystemTime::now();
+    let shared = &worker.shared;
+    shared.workers[worker.id].requests.fetch_add(1, Ordering::Relaxed);
+    let snap = shared.snapshot.load_full();
+    worker.pools.retain_for(snap.version, &|id| snap.has_cluster_id(id));
+    let Some(listener) = snap.listeners.get(&*conn.listener).cloned() else {
+        return Ok(ProxyError::NoRoute.to_response());
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("")
+        .to_string();
+    let request_id = headers::ensure_request_id(&mut parts.headers);
+    let bytes_received = Arc::new(AtomicU64::new(0));
+    let mut fin = Finish {
+        stats: listener.no_route.clone(),
+        listener: listener.clone(),
+        start,
+        start_time,
+        route: String::new(),
+        cluster: String::new(),
+        method: parts.method.to_string(),
+        authority,
+        path: parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string(),
+        protocol: version_str(parts.version),
+        status: 0,
+        flags: "-",
+        bytes_received: bytes_received.clone(),
+        upstream_host: String::new(),
+        upstream_service_time: None,
+        request_id,
+        peer: conn.peer,
+    };
+
+    let route = {
+        let view = RequestView::from_parts(&parts);
+        listener.routes.find(&view)
+    };
+    let Some(route) = route else {
+        fin.flags = ProxyError::NoRoute.flag();
+        return Ok(observe(ProxyError::NoRoute.to_response(), fin));
+    };
+    fin.route = route.name.clone();
+
+    // Request body: limit and count.
+    let limits = &listener.config.limits;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    if let Some(max) = limits.max_request_body {
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max.get()) {
+            let e = ProxyError::BodyTooLarge;
+            fin.flags = e.flag();
+            return Ok(observe(e.to_response(), fin));
+        }
+    }
+    let body_empty = body.is_end_stream();
+    let counter = bytes_received.clone();
+    let count_end = Box::new(move |n, _| counter.store(n, Ordering::Relaxed));
+    let body: ProxyBody = match limits.max_request_body {
+        Some(max) => ObservedBody::new(LimitedBody::new(body, max.get(), exceeded.clone()), count_end)
+            .boxed_unsync(),
+        None => ObservedBody::new(body, count_end).boxed_unsync(),
+    };
+
+    // Hygiene.
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(http::header::HOST, v);
+            }
+        }
+    }
+    if let Some(h) = &route.host_rewrite {
+        parts.headers.insert(http::header::HOST, h.clone());
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::set_forwarded(&mut parts.headers, conn.peer.ip(), conn.tls.is_some());
+
+    // Upstream.
+    let cluster = route.pick_cluster(rand::random()).clone();
+    fin.cluster = cluster.name.clone();
+    if let Some(s) = route.stats.get(&cluster.name) {
+        fin.stats = s.clone();
+    }
+    if let Some((mirror, percent)) = &route.mirror {
+        if body_empty && rand::random::<f64>() * 100.0 < *percent {
+            spawn_mirror(&worker, mirror.clone(), &parts);
+        }
+    }
+    let sent_at = Instant::now();
+    let result = forward(&worker, &conn, route, &cluster, parts, body, body_empty, start).await;
+    match result {
+        Ok((resp, ep)) => {
+            fin.upstream_service_time = Some(sent_at.elapsed());
+            fin.upstream_host = cluster.endpoints[ep.0].address.clone();
+            if ep.1 {
+                fin.flags = "URX";
+            }
+            let (mut rparts, rbody) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut rparts.headers);
+            let rbody = rbody.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+            Ok(observe(Response::from_parts(rparts, rbody), fin))
+        }
+        Err((mut e, ep)) => {
+            if exceeded.load(Ordering::Relaxed) {
+                e = ProxyError::BodyTooLarge;
+            }
+            if let Some(ep) = ep {
+                fin.upstream_host = cluster.endpoints[ep].address.clone();
+            }
+            tracing::debug!(error = %e, route = %route.name, cluster = %cluster.name, "local response");
+            fin.flags = e.flag();
+            Ok(observe(e.to_response(), fin))
+        }
+    }
+}
+
+/// Sends the request upstream with the route's timeout and retry policy. On success returns the
+/// response and `(endpoint index, whether retries were exhausted on a retriable status)`.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    worker: &Worker,
+    conn: &ConnInfo,
+    route: &CompiledRoute,
+    cluster: &Arc<ClusterState>,
+    parts: http::request::Parts,
+    body: ProxyBody,
+    body_empty: bool,
+    start: Instant,
+) -> Result<(Response<Incoming>, (usize, bool)), (ProxyError, Option<usize>)> {
+    let client = worker.pools.client(cluster);
+    let deadline = route.timeout.map(|t| start + t);
+    let retry = route.retry.clone().unwrap_or_default();
+    let retries = if body_empty { retry.retries } else { 0 };
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let version = if cluster.config.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    let max_requests = cluster.config.limits.max_requests;
+    let mut body = Some(body);
+    let mut headers = Some(parts.headers);
+    let mut tries = 0u32;
+    let mut last_ep = None;
+    loop {
+        let now = Instant::now();
+        let ctx = PickContext { headers: headers.as_ref().expect("headers kept until last try"), source_ip: Some(conn.peer.ip()) };
+        let Some(ep) = cluster.balancer.pick(&ctx, &|i| cluster.available(i, now)) else {
+            return Err((ProxyError::NoHealthyUpstream, last_ep));
+        };
+        last_ep = Some(ep);
+        let endpoint = &cluster.endpoints[ep];
+        if cluster.active.load(Ordering::Relaxed) >= max_requests {
+            return Err((ProxyError::Overflow, last_ep));
+        }
+        let last_try = tries >= retries;
+        let hdrs = if last_try {
+            headers.take().unwrap_or_default()
+        } else {
+            headers.clone().unwrap_or_default()
+        };
+        let uri = http::Uri::builder()
+            .scheme(cluster.scheme.clone())
+            .authority(endpoint.authority.clone())
+            .path_and_query(path.clone())
+            .build()
+            .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep))?;
+        let mut req = Request::new(body.take().unwrap_or_else(empty_body));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = hdrs;
+
+        let mut budget = retry.per_try_timeout;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            budget = Some(budget.map_or(left, |b| b.min(left)));
+        }
+        cluster.active.fetch_add(1, Ordering::Relaxed);
+        cluster.balancer.on_request_start(ep);
+        let fut = client.request(req);
+        let outcome = match budget {
+            Some(b) => tokio::time::timeout(b, fut).await.ok(),
+            None => Some(fut.await),
+        };
+        cluster.active.fetch_sub(1, Ordering::Relaxed);
+        cluster.balancer.on_request_end(ep);
+
+        let route_expired = deadline.is_some_and(|d| Instant::now() >= d);
+        let (err, retriable) = match outcome {
+            Some(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                endpoint.stats.inc(status);
+                cluster.record_result(ep, Some(status));
+                if retry.retry_status(status) {
+                    if !last_try && !route_expired {
+                        tries += 1;
+                        worker.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    return Ok((resp, (ep, tries > 0)));
+                }
+                return Ok((resp, (ep, false)));
+            }
+            Some(Err(e)) => {
+                let pe = classify_client_error(&e);
+                cluster.record_result(ep, None);
+                let retriable = match pe {
+                    ProxyError::ConnectFailure(_) => retry.on_connect_failure,
+                    _ => retry.on_reset,
+                };
+                tracing::debug!(error = %pe, endpoint = %endpoint.address, "upstream error");
+                (pe, retriable)
+            }
+            None => {
+                cluster.record_result(ep, Some(504));
+                (ProxyError::UpstreamTimeout, retry.on_5xx || retry.on_gateway_error)
+            }
+        };
+        if retriable && !last_try && !route_expired {
+            tries += 1;
+            worker.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        return Err((err, last_ep));
+    }
+}
+
+/// Fire-and-forget copy of a body-less request to the mirror cluster (`Host` gets `-shadow`).
+fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::request::Parts) {
+    let client = worker.pools.client(&cluster);
+    let ctx = PickContext { headers: &parts.headers, source_ip: None };
+    let now = Instant::now();
+    let Some(ep) = cluster.balancer.pick(&ctx, &|i| cluster.available(i, now)) else {
+        return;
+    };
+    let pq = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let Ok(uri) = http::Uri::builder()
+        .scheme(cluster.scheme.clone())
+        .authority(cluster.endpoints[ep].authority.clone())
+        .path_and_query(pq)
+        .build()
+    else {
+        return;
+    };
+    let mut req = Request::new(empty_body());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = parts.headers.clone();
+    *req.version_mut() = if cluster.config.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    if let Some(h) = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{h}-shadow")) {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+    }
+    tokio::task::spawn_local(async move {
+        if let Ok(resp) = client.request(req).await {
+            let _ = resp.into_body().collect().await;
+        }
+    });
+}
+
+/// A complete local response body (re-exported for the admin endpoint and filters).
+pub fn bytes_body(b: Bytes) -> ProxyBody {
+    full(b)
+}

@@ -1,0 +1,72 @@
+//! hyper server glue: serves one accepted downstream connection (HTTP/1.1 keep-alive, h2c with
+//! prior knowledge, or TLS with ALPN h2/http1.1) on the current worker, with the listener's
+//! header-size and header-read-timeout limits.
+
+use super::proxy::{handle, ConnInfo, Worker};
+use crate::config::ListenerLimits;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::rc::Rc;
+
+/// Runs `!Send` futures (hyper's HTTP/2 streams) on the worker's `LocalSet`.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// Builds the connection builder for a listener's limits.
+pub fn builder(limits: &ListenerLimits) -> auto::Builder<LocalExec> {
+    let mut b = auto::Builder::new(LocalExec);
+    let max_headers = limits.max_request_headers.get().clamp(8192, 16 << 20) as usize;
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout.get())
+        .max_buf_size(max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(max_headers as u32)
+        .max_concurrent_streams(1024);
+    b
+}
+
+/// Serves one connection until it closes or, after `shutdown` fires, until its in-flight
+/// requests are done.
+pub async fn serve<IO>(
+    io: IO,
+    http2_only: Option<bool>,
+    limits: &ListenerLimits,
+    worker: Rc<Worker>,
+    conn: Rc<ConnInfo>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let b = builder(limits);
+    let b = match http2_only {
+        Some(true) => b.http2_only(),
+        Some(false) => b.http1_only(),
+        None => b,
+    };
+    let svc = hyper::service::service_fn(move |req| handle(worker.clone(), conn.clone(), req));
+    let fut = b.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(fut);
+    let res = tokio::select! {
+        r = fut.as_mut() => r,
+        _ = shutdown.wait_for(|s| *s) => {
+            fut.as_mut().graceful_shutdown();
+            fut.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(error = %super::error::error_chain(&*e), "connection closed with error");
+    }
+}

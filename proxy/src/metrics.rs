@@ -1,0 +1,182 @@
+//! Process-wide metrics in Prometheus text format (DESIGN.md §8).
+//!
+//! Counters are atomics resolved when a snapshot is built (the request path only does
+//! `fetch_add`); they live in a registry keyed by their labels, so a new snapshot gets the same
+//! counters back and nothing resets across swaps. Only the admin scrape takes the registry lock.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cum = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cum += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cum}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Counts by HTTP status code (100..=599; anything else counts as 0).
+pub struct CodeCounters {
+    codes: Box<[AtomicU64]>,
+}
+
+impl Default for CodeCounters {
+    fn default() -> Self {
+        CodeCounters { codes: (0..600).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl CodeCounters {
+    pub fn inc(&self, code: u16) {
+        let i = if (100..600).contains(&code) { code as usize } else { 0 };
+        self.codes[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn each(&self, mut f: impl FnMut(u16, u64)) {
+        for (i, c) in self.codes.iter().enumerate() {
+            let v = c.load(Ordering::Relaxed);
+            if v > 0 {
+                f(i as u16, v);
+            }
+        }
+    }
+}
+
+/// Downstream request stats of one (listener, route, cluster).
+#[derive(Default)]
+pub struct RequestStats {
+    pub codes: CodeCounters,
+    pub duration: Histogram,
+}
+
+/// The registry of every metric weir itself exports.
+#[derive(Default)]
+pub struct Registry {
+    requests: Mutex<BTreeMap<(String, String, String), Arc<RequestStats>>>,
+    upstream: Mutex<BTreeMap<(String, String), Arc<CodeCounters>>>,
+    pub retries: AtomicU64,
+    pub ejections: AtomicU64,
+    pub config_version: AtomicU64,
+    pub swaps_ok: AtomicU64,
+    pub swaps_rejected: AtomicU64,
+    /// Extra text appended to every scrape (e.g. filter metrics from the wasm host).
+    extra: Mutex<Vec<Arc<dyn Fn(&mut String) + Send + Sync>>>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Registry {
+    /// The stats of `(listener, route, cluster)`, created on first use (snapshot build time).
+    pub fn request_stats(&self, listener: &str, route: &str, cluster: &str) -> Arc<RequestStats> {
+        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((listener.into(), route.into(), cluster.into())).or_default().clone()
+    }
+
+    /// The upstream response counters of `(cluster, endpoint)`.
+    pub fn upstream_stats(&self, cluster: &str, endpoint: &str) -> Arc<CodeCounters> {
+        let mut m = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((cluster.into(), endpoint.into())).or_default().clone()
+    }
+
+    /// Registers a renderer whose output is appended to every scrape.
+    pub fn add_renderer(&self, f: Arc<dyn Fn(&mut String) + Send + Sync>) {
+        self.extra.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP weir_requests_total Downstream requests by listener, route, cluster and status code.\n");
+        out.push_str("# TYPE weir_requests_total counter\n");
+        let reqs = self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for ((l, r, c), s) in &reqs {
+            s.codes.each(|code, v| {
+                let _ = writeln!(
+                    out,
+                    "weir_requests_total{{listener=\"{}\",route=\"{}\",cluster=\"{}\",code=\"{code}\"}} {v}",
+                    escape(l),
+                    escape(r),
+                    escape(c)
+                );
+            });
+        }
+        out.push_str("# HELP weir_request_duration_seconds Downstream request duration (until the response body ends).\n");
+        out.push_str("# TYPE weir_request_duration_seconds histogram\n");
+        for ((l, r, c), s) in &reqs {
+            let labels = format!(
+                "listener=\"{}\",route=\"{}\",cluster=\"{}\"",
+                escape(l),
+                escape(r),
+                escape(c)
+            );
+            s.duration.render(&mut out, "weir_request_duration_seconds", &labels);
+        }
+        out.push_str("# HELP weir_upstream_requests_total Upstream responses by cluster, endpoint and status code.\n");
+        out.push_str("# TYPE weir_upstream_requests_total counter\n");
+        let ups = self.upstream.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for ((c, e), s) in &ups {
+            s.each(|code, v| {
+                let _ = writeln!(
+                    out,
+                    "weir_upstream_requests_total{{cluster=\"{}\",endpoint=\"{}\",code=\"{code}\"}} {v}",
+                    escape(c),
+                    escape(e)
+                );
+            });
+        }
+        let simple = [
+            ("weir_upstream_retries_total", "counter", "Upstream request retries.", self.retries.load(Ordering::Relaxed)),
+            ("weir_upstream_ejections_total", "counter", "Endpoints ejected by outlier detection.", self.ejections.load(Ordering::Relaxed)),
+            ("weir_config_version", "gauge", "Version of the running configuration snapshot.", self.config_version.load(Ordering::Relaxed)),
+        ];
+        for (name, kind, help, v) in simple {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weir_config_swaps_total Configuration swaps by result.\n# TYPE weir_config_swaps_total counter\nweir_config_swaps_total{{result=\"applied\"}} {}\nweir_config_swaps_total{{result=\"rejected\"}} {}",
+            self.swaps_ok.load(Ordering::Relaxed),
+            self.swaps_rejected.load(Ordering::Relaxed)
+        );
+        let extra = self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for f in extra {
+            f(&mut out);
+        }
+        out
+    }
+}

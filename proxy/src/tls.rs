@@ -1,0 +1,98 @@
+//! rustls configuration from PEM files: the listener side (with optional client-certificate
+//! verification = mTLS) and the upstream side (CA, optional client certificate).
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: no PEM certificate found")]
+    NoCert { path: String },
+    #[error("{path}: no PEM private key found")]
+    NoKey { path: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client CA: {0}")]
+    Verifier(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let p = path.display().to_string();
+    let data = std::fs::read(path).map_err(|e| TlsError::Read { path: p.clone(), source: e })?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice()).filter_map(Result::ok).collect();
+    if certs.is_empty() {
+        return Err(TlsError::NoCert { path: p });
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let p = path.display().to_string();
+    let data = std::fs::read(path).map_err(|e| TlsError::Read { path: p.clone(), source: e })?;
+    rustls_pemfile::private_key(&mut data.as_slice())
+        .ok()
+        .flatten()
+        .ok_or(TlsError::NoKey { path: p })
+}
+
+fn root_store(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c)?;
+    }
+    Ok(roots)
+}
+
+/// Listener TLS: ALPN `h2` and `http/1.1`; with `client_ca`, a client certificate is required.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(root_store(ca)?),
+                provider(),
+            )
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Upstream TLS: trust `ca` (empty trust store without it), present `cert`/`key` when given,
+/// offer ALPN h2 only for HTTP/2 clusters.
+pub fn client_config(
+    ca: Option<&Path>,
+    cert_key: Option<(&Path, &Path)>,
+    http2: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let roots = match ca {
+        Some(ca) => root_store(ca)?,
+        None => rustls::RootCertStore::empty(),
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let mut cfg = match cert_key {
+        Some((c, k)) => builder.with_client_auth_cert(load_certs(c)?, load_key(k)?)?,
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = if http2 { vec![b"h2".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    Ok(Arc::new(cfg))
+}
