@@ -84,15 +84,14 @@ pub fn run(opts: RunOptions) -> i32 {
 }
 
 async fn run_async(opts: RunOptions, cfg: Config) -> i32 {
-    let workers = opts
-        .workers
-        .filter(|w| *w > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let metrics = Arc::new(Registry::default());
-    let admin_addr = opts.admin.clone().or_else(|| cfg.admin.clone());
-    let listeners_cfg = cfg.listeners.clone();
-    let snap = match Snapshot::build(1, cfg, &base_dir(&opts.config), None, &metrics) {
-        Ok(s) => s,
+    let start = StartOptions {
+        workers: opts.workers,
+        admin: opts.admin.clone(),
+        node: opts.node.clone(),
+        config_path: Some(opts.config.clone()),
+    };
+    let proxy = match Proxy::start(cfg, &base_dir(&opts.config), start).await {
+        Ok(p) => p,
         Err(errors) => {
             for e in errors {
                 eprintln!("{}: {e}", opts.config.display());
@@ -100,91 +99,148 @@ async fn run_async(opts: RunOptions, cfg: Config) -> i32 {
             return 1;
         }
     };
-    let shared = Shared::new(snap, metrics, workers, opts.node.clone());
-    let bound = match listener::bind_all(&listeners_cfg, workers) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("weir: {e}");
-            return 1;
+    println!("{}", proxy.ready_line());
+    tracing::info!(workers = proxy.workers, "weir is ready");
+    if opts.watch {
+        tokio::spawn(watch_file(opts.config.clone(), proxy.reloader.clone()));
+    }
+    wait_for_shutdown(proxy.reloader.clone()).await;
+    tracing::info!("shutting down: draining in-flight requests");
+    proxy.shutdown().await;
+    0
+}
+
+/// How to start a [`Proxy`].
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Worker threads (default: number of cores).
+    pub workers: Option<usize>,
+    /// Admin address, overriding the config's.
+    pub admin: Option<String>,
+    pub node: String,
+    /// The file reloads read (SIGHUP, `--watch`, `POST /reload`); none: reload unavailable.
+    pub config_path: Option<PathBuf>,
+}
+
+/// A running data plane: workers, listeners and the admin endpoint.
+pub struct Proxy {
+    pub shared: Arc<Shared>,
+    pub listeners: Vec<(String, std::net::SocketAddr)>,
+    pub admin: Option<std::net::SocketAddr>,
+    pub workers: usize,
+    pub reloader: crate::admin::Reloader,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Builds the first snapshot, binds every listener, starts the workers and the admin
+    /// endpoint, and returns once every worker accepts connections. Must run inside a tokio
+    /// runtime (health checks and the admin endpoint run on it).
+    pub async fn start(cfg: Config, base: &Path, opts: StartOptions) -> Result<Proxy, Vec<String>> {
+        let workers = opts
+            .workers
+            .filter(|w| *w > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let metrics = Arc::new(Registry::default());
+        let admin_addr = opts.admin.clone().or_else(|| cfg.admin.clone());
+        let listeners_cfg = cfg.listeners.clone();
+        let snap = Snapshot::build(1, cfg, base, None, &metrics)?;
+        let shared = Shared::new(snap, metrics, workers, opts.node.clone());
+        let bound = listener::bind_all(&listeners_cfg, workers).map_err(|e| vec![e.to_string()])?;
+        let reload_lock = Arc::new(Mutex::new(()));
+        let reloader: crate::admin::Reloader = {
+            let shared = shared.clone();
+            let path = opts.config_path.clone();
+            let lock = reload_lock.clone();
+            Arc::new(move || match &path {
+                Some(p) => reload(&shared, p, &lock),
+                None => Err("no configuration file to reload from".into()),
+            })
+        };
+        let admin_bound = match &admin_addr {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a.as_str())
+                    .await
+                    .map_err(|e| vec![format!("admin {a}: {e}")])?,
+            ),
+            None => None,
+        };
+        let admin = admin_bound.as_ref().and_then(|l| l.local_addr().ok());
+        let admin_task = admin_bound
+            .map(|l| tokio::spawn(crate::admin::serve(l, shared.clone(), Some(reloader.clone()))));
+
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::new();
+        for (id, sockets) in bound.per_worker.into_iter().enumerate() {
+            let t = listener::spawn_worker(id, shared.clone(), sockets, shutdown_rx.clone(), ready_tx.clone())
+                .map_err(|e| vec![format!("cannot start worker {id}: {e}")])?;
+            threads.push(t);
         }
-    };
-    let reload_lock = Arc::new(Mutex::new(()));
-    let reloader: crate::admin::Reloader = {
-        let shared = shared.clone();
-        let path = opts.config.clone();
-        let lock = reload_lock.clone();
-        Arc::new(move || reload(&shared, &path, &lock))
-    };
-    let admin_bound = match &admin_addr {
-        Some(a) => match tokio::net::TcpListener::bind(a.as_str()).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("weir: admin {a}: {e}");
-                return 1;
-            }
-        },
-        None => None,
-    };
-    let admin_local = admin_bound.as_ref().and_then(|l| l.local_addr().ok());
-    if let Some(l) = admin_bound {
-        tokio::spawn(crate::admin::serve(l, shared.clone(), Some(reloader.clone())));
+        drop(ready_tx);
+        let ready = tokio::task::spawn_blocking(move || {
+            (0..workers)
+                .map(|_| ready_rx.recv().unwrap_or_else(|_| Err("a worker died while starting".into())))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| vec![e.to_string()])?;
+        let proxy = Proxy {
+            shared,
+            listeners: bound.addresses,
+            admin,
+            workers,
+            reloader,
+            shutdown_tx,
+            threads,
+            admin_task,
+        };
+        if let Err(e) = ready {
+            proxy.shutdown().await;
+            return Err(vec![e]);
+        }
+        Ok(proxy)
     }
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let mut threads = Vec::new();
-    for (id, sockets) in bound.per_worker.into_iter().enumerate() {
-        match listener::spawn_worker(id, shared.clone(), sockets, shutdown_rx.clone(), ready_tx.clone()) {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                eprintln!("weir: cannot start worker {id}: {e}");
-                return 1;
-            }
-        }
+    /// The address of listener `name`.
+    pub fn listener(&self, name: &str) -> Option<std::net::SocketAddr> {
+        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
     }
-    drop(ready_tx);
-    let ready = tokio::task::spawn_blocking(move || {
-        (0..workers).map(|_| ready_rx.recv().unwrap_or_else(|_| Err("worker died".into()))).collect::<Result<Vec<_>, _>>()
-    })
-    .await;
-    match ready {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            eprintln!("weir: {e}");
-            return 1;
-        }
-        Err(e) => {
-            eprintln!("weir: {e}");
-            return 1;
-        }
-    }
-    let listeners: serde_json::Map<String, serde_json::Value> =
-        bound.addresses.iter().map(|(n, a)| (n.clone(), serde_json::Value::String(a.to_string()))).collect();
-    println!(
-        "{}",
+
+    /// The JSON line `weir run` prints once ready.
+    pub fn ready_line(&self) -> String {
+        let listeners: serde_json::Map<String, serde_json::Value> = self
+            .listeners
+            .iter()
+            .map(|(n, a)| (n.clone(), serde_json::Value::String(a.to_string())))
+            .collect();
         serde_json::json!({
             "event": "ready",
             "pid": std::process::id(),
-            "admin": admin_local.map(|a| a.to_string()),
+            "admin": self.admin.map(|a| a.to_string()),
             "listeners": listeners,
-            "workers": workers,
+            "workers": self.workers,
         })
-    );
-    tracing::info!(workers, "weir is ready");
-
-    if opts.watch {
-        tokio::spawn(watch_file(opts.config.clone(), reloader.clone()));
+        .to_string()
     }
-    wait_for_shutdown(reloader).await;
-    tracing::info!("shutting down: draining in-flight requests");
-    let _ = shutdown_tx.send(true);
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
+
+    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), joins the
+    /// workers.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        if let Some(t) = self.admin_task {
+            t.abort();
         }
-    })
-    .await;
-    0
+    }
 }
 
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration.
