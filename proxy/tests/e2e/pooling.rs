@@ -1,0 +1,102 @@
+//! Issue 2, point 4: upstream keep-alive reuse, bounded per endpoint; idle connections close
+//! after the pool's `idle_timeout`; a connection the upstream closed is never used for a new
+//! request (no spurious 502).
+
+use crate::support::upstream::wait_until;
+use crate::support::{Client, Upstream, UpstreamOpts, Weir};
+
+fn yaml(up: &Upstream, pool: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: backend
+clusters:
+  - name: backend
+    endpoints: [{}]
+{pool}
+"#,
+        up.endpoint()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_sequential_requests_use_one_upstream_connection() {
+    let up = Upstream::start("a").await;
+    let weir = Weir::start(&yaml(&up, "")).await; // --workers 1
+    let mut c = weir.h1("edge").await;
+    for i in 0..1000 {
+        let r = c.get(&format!("/seq/{i}")).await;
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+    }
+    assert_eq!(up.requests(), 1000);
+    assert_eq!(up.accepted(), 1, "1,000 sequential requests must reuse one upstream connection");
+
+    // Sequential requests on fresh downstream connections reuse it too.
+    for _ in 0..10 {
+        assert_eq!(weir.h1("edge").await.get("/fresh").await.status, 200);
+    }
+    assert_eq!(up.accepted(), 1, "pool is per worker, not per downstream connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connection_closes_after_idle_timeout() {
+    let up = Upstream::start("a").await;
+    let weir = Weir::start(&yaml(&up, "    pool: { max_idle_per_endpoint: 8, idle_timeout: 1s }")).await;
+    let mut c = weir.h1("edge").await;
+    assert_eq!(c.get("/once").await.status, 200);
+    assert_eq!(up.accepted(), 1);
+    // The test upstream never closes idle connections itself: this close is the proxy's.
+    wait_until("the proxy closes the idle upstream connection", || up.closed() == 1).await;
+    // And a later request opens a new one.
+    assert_eq!(c.get("/again").await.status, 200);
+    assert_eq!(up.accepted(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_bounded_per_endpoint() {
+    let up = Upstream::start("a").await;
+    let weir = Weir::start(&yaml(&up, "    pool: { max_idle_per_endpoint: 2, idle_timeout: 60s }")).await;
+    let client = Client::h2c(weir.addr("edge")).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let mut c = client.h2_clone();
+        tasks.push(tokio::spawn(async move { c.get("/hold").await }));
+    }
+    wait_until("10 requests held upstream", || up.held() == 10).await;
+    assert_eq!(up.accepted(), 10, "HTTP/1.1 upstream: one connection per concurrent request");
+    up.release();
+    for t in tasks {
+        assert_eq!(t.await.expect("task").status, 200);
+    }
+    wait_until("all but 2 idle connections closed", || up.closed() >= 8).await;
+    assert_eq!(up.closed(), 8, "max_idle_per_endpoint: 2 keeps exactly two");
+    // The two kept connections serve the next requests.
+    let mut c = weir.h1("edge").await;
+    for _ in 0..5 {
+        assert_eq!(c.get("/reuse").await.status, 200);
+    }
+    assert_eq!(up.accepted(), 10, "kept idle connections are reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closing_keep_alive_connections_never_yields_502() {
+    // Of every three responses the upstream marks one `connection: close` and closes the
+    // connection silently right after another.
+    let up = UpstreamOpts::new("closer").closer().start().await;
+    let weir = Weir::start(&yaml(&up, "")).await;
+    let mut c = weir.h1("edge").await;
+    let mut bad = Vec::new();
+    for i in 0..200 {
+        let r = c.get(&format!("/k/{i}")).await;
+        if r.status != 200 {
+            bad.push((i, r.status, r.text()));
+        }
+    }
+    assert!(bad.is_empty(), "requests failed although the upstream was up: {bad:?}");
+    assert_eq!(up.requests(), 200, "each request reached the upstream exactly once");
+    assert!(up.accepted() >= 133, "closed connections were not reused ({} accepted)", up.accepted());
+}
