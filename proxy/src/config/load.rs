@@ -183,9 +183,12 @@ fn parse(text: &str) -> Parsed {
                     id: root.id,
                     mark: root.mark,
                     path: String::new(),
-                    pruned_child: false,
+                    pruned_keys: Vec::new(),
                 });
-                let derived = e.missing_field && at.pruned_child;
+                // A required field we pruned ourselves is "missing" only as a consequence.
+                let derived = e
+                    .missing_field
+                    .is_some_and(|f| at.pruned_keys.iter().any(|k| k == f));
                 if !e.reported && !derived {
                     let message = if at.path.is_empty() {
                         e.msg
@@ -327,6 +330,48 @@ impl TreeBuilder {
         }
     }
 
+    /// Applies YAML merge keys (`<<: *base` or `<<: [*a, *b]`): the merged maps' entries are
+    /// added unless the map sets the key itself (earlier sources win over later ones).
+    fn merge_keys(&mut self, entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+        let is_merge =
+            |k: &Node| matches!(&k.kind, Kind::Scalar { value, plain: true } if value == "<<");
+        if !entries.iter().any(|(k, _)| is_merge(k)) {
+            return entries;
+        }
+        let (merges, mut own): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|(k, _)| is_merge(k));
+        let mut keys: HashSet<String> = own
+            .iter()
+            .filter_map(|(k, _)| k.scalar().map(str::to_string))
+            .collect();
+        for (key, value) in merges {
+            let sources = match value.kind {
+                Kind::Map(_) => vec![value],
+                Kind::Seq(items) if items.iter().all(|n| matches!(n.kind, Kind::Map(_))) => items,
+                _ => {
+                    let message =
+                        "a merge key `<<` takes a mapping or a list of mappings".to_string();
+                    self.errors.push(Located {
+                        mark: key.mark,
+                        message,
+                    });
+                    continue;
+                }
+            };
+            for source in sources {
+                let Kind::Map(src) = source.kind else {
+                    continue;
+                };
+                for (k, v) in src {
+                    if k.scalar().is_none_or(|name| keys.insert(name.to_string())) {
+                        own.push((k, v));
+                    }
+                }
+            }
+        }
+        own
+    }
+
     /// A copy of an anchored node with fresh ids, counted against [`MAX_ALIAS_NODES`].
     fn renumber(&mut self, node: &Node) -> Option<Node> {
         self.alias_nodes += 1;
@@ -372,10 +417,7 @@ impl MarkedEventReceiver for TreeBuilder {
                 };
                 self.complete(node, anchor);
             }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _)
-                if self.stack.len() >= MAX_DEPTH =>
-            {
-                let _ = anchor;
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
                 self.fail(mark, format!("nesting deeper than {MAX_DEPTH} levels"));
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
@@ -412,6 +454,7 @@ impl MarkedEventReceiver for TreeBuilder {
                     }) => {
                         // A block mapping is only recognised at its first `:`; point at its first key.
                         let mark = entries.first().map_or(mark, |(k, _)| k.mark.min(mark));
+                        let entries = self.merge_keys(entries);
                         (
                             Node {
                                 id: self.id(),
@@ -676,15 +719,15 @@ struct At {
     id: usize,
     mark: Mark,
     path: String,
-    /// The node has a child pruned in an earlier pass (so "missing field" is a consequence).
-    pruned_child: bool,
+    /// Keys of this map whose values were pruned in an earlier pass.
+    pruned_keys: Vec<String>,
 }
 
 #[derive(Debug)]
 struct DeError {
     msg: String,
     at: Option<At>,
-    missing_field: bool,
+    missing_field: Option<&'static str>,
     /// Already turned into errors elsewhere (e.g. as unknown keys): prune silently.
     reported: bool,
 }
@@ -702,7 +745,7 @@ impl de::Error for DeError {
         DeError {
             msg: msg.to_string(),
             at: None,
-            missing_field: false,
+            missing_field: None,
             reported: false,
         }
     }
@@ -711,7 +754,7 @@ impl de::Error for DeError {
         DeError {
             msg: format!("missing field `{field}`"),
             at: None,
-            missing_field: true,
+            missing_field: Some(field),
             reported: false,
         }
     }
@@ -771,18 +814,19 @@ impl<'a> De<'a> {
         r.map_err(|mut e| {
             if e.at.is_none() {
                 self.explain_untagged(&mut e);
-                let pruned_child = match &self.node.kind {
-                    Kind::Map(entries) => {
-                        entries.iter().any(|(_, v)| self.ctx.pruned.contains(&v.id))
-                    }
-                    Kind::Seq(items) => items.iter().any(|n| self.ctx.pruned.contains(&n.id)),
-                    Kind::Scalar { .. } => false,
+                let pruned_keys = match &self.node.kind {
+                    Kind::Map(entries) => entries
+                        .iter()
+                        .filter(|(_, v)| self.ctx.pruned.contains(&v.id))
+                        .filter_map(|(k, _)| k.scalar().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
                 };
                 e.at = Some(At {
                     id: self.node.id,
                     mark: self.node.mark,
                     path: self.path.clone(),
-                    pruned_child,
+                    pruned_keys,
                 });
             }
             e
@@ -1310,6 +1354,41 @@ clusters:
         assert_eq!(
             cfg.clusters[1].endpoints,
             vec!["127.0.0.1:1", "127.0.0.1:2"]
+        );
+    }
+
+    #[test]
+    fn merge_keys() {
+        let cfg = load_str(
+            "w.yaml",
+            "x-base: &base { lb: random, endpoints: [127.0.0.1:1] }\n",
+        );
+        // `x-base` is not a key of the schema: reported, even though the merge below works.
+        assert!(cfg.is_err());
+        let cfg = load_str(
+            "w.yaml",
+            "clusters:\n  - &a { name: a, lb: random, endpoints: [127.0.0.1:1] }\n  - <<: *a\n    name: b\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.clusters[1].name, "b");
+        assert_eq!(cfg.clusters[1].lb, super::super::LbPolicy::Random);
+        assert_eq!(cfg.clusters[1].endpoints, vec!["127.0.0.1:1"]);
+        assert_eq!(
+            errs("clusters:\n  - <<: 3\n    name: b\n    endpoints: []\n"),
+            vec!["w.yaml:2:5: a merge key `<<` takes a mapping or a list of mappings"]
+        );
+    }
+
+    #[test]
+    fn genuinely_missing_field_reported_next_to_a_type_error() {
+        // (serde reports the first missing field only; one declared after a pruned field stays hidden.)
+        let e = errs("listeners:\n  - address: [x]\n    routes: []\n");
+        assert_eq!(
+            e,
+            vec![
+                "w.yaml:2:5: listeners[0]: missing field `name`",
+                "w.yaml:2:14: listeners[0].address: invalid type: sequence, expected a string",
+            ]
         );
     }
 
