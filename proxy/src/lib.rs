@@ -11,8 +11,10 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod bench;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod listener;
 pub mod metrics;

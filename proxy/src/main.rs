@@ -33,11 +33,35 @@ enum Cmd {
         #[arg(long, default_value = "weir")]
         node: String,
     },
+    /// Measure the proxy and its filter chain: in-process upstream + proxy + load.
+    Bench {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "10s", value_parser = parse_dur)]
+        duration: std::time::Duration,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Open-loop total request rate (requests/s); default closed loop.
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long)]
+        http2: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value = "/bench")]
+        path: String,
+    },
     /// Parse and validate a config; print every error; exit 1 on any.
     Validate {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
+    weir::config::parse_duration(s).map(|d| d.get())
 }
 
 fn init_tracing(format: &str) {
@@ -57,6 +81,18 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Run { config, watch, workers, admin, node } => {
             weir::app::run(weir::app::RunOptions { config, workers, admin, watch, node })
+        }
+        Cmd::Bench { config, duration, connections, rate, http2, json, workers, path } => {
+            weir::bench::run::bench(weir::bench::run::BenchOptions {
+                config,
+                duration,
+                connections,
+                rate,
+                http2,
+                json,
+                workers,
+                path,
+            })
         }
         Cmd::Validate { config } => match weir::app::validate(&config) {
             Ok(()) => {

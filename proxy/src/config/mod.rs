@@ -10,7 +10,7 @@ mod validate;
 
 pub use load::{load_file, load_file_validated, load_str, load_str_validated, ConfigError, ConfigErrors};
 pub use validate::validate;
-pub use units::{ByteSize, Dur};
+pub use units::{parse_duration, parse_size, ByteSize, Dur};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
