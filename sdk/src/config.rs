@@ -137,7 +137,10 @@ mod tests {
         let e = parse::<Outer>(br#"{"limits":[{"rate":0}]}"#).unwrap_err();
         assert_eq!(e.to_string(), "limits[0].rate: expected a positive integer");
         let e = parse::<Outer>(br#"{"limits":[],"nmae":"x"}"#).unwrap_err();
-        assert!(e.to_string().starts_with("nmae: unknown field `nmae`"), "{e}");
+        assert!(
+            e.to_string().starts_with("nmae: unknown field `nmae`"),
+            "{e}"
+        );
         let e = parse::<Outer>(b"{").unwrap_err();
         assert!(e.to_string().contains("EOF"), "{e}");
     }

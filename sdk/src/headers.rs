@@ -22,11 +22,8 @@ pub fn get_response_header(name: &str) -> Option<String> {
 
 /// Replaces (or with `None` removes) the request header `name`.
 pub fn set_header(name: &str, value: Option<&str>) {
-    let _ = hostcalls::set_map_value_bytes(
-        MapType::HttpRequestHeaders,
-        name,
-        value.map(str::as_bytes),
-    );
+    let _ =
+        hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value.map(str::as_bytes));
 }
 
 /// Appends a value to the request header `name`.

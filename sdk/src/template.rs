@@ -49,7 +49,9 @@ impl Template {
                 rest = stripped;
                 continue;
             }
-            let end = after.find('%').ok_or_else(|| err("unterminated %property%"))?;
+            let end = after
+                .find('%')
+                .ok_or_else(|| err("unterminated %property%"))?;
             let name = &after[..end];
             if name.is_empty() || name.contains(char::is_whitespace) {
                 return Err(err("empty or malformed %property% name"));

@@ -43,7 +43,8 @@ impl Context for HelloRoot {}
 
 impl RootContext for HelloRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match weir_sdk::config::from_plugin_configuration::<Config>(self.get_plugin_configuration()) {
+        match weir_sdk::config::from_plugin_configuration::<Config>(self.get_plugin_configuration())
+        {
             Ok(config) => {
                 self.config = Rc::new(config);
                 true

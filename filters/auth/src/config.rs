@@ -160,7 +160,10 @@ fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     {
-        return Err(ConfigError::field(path, format!("invalid header name {name:?}")));
+        return Err(ConfigError::field(
+            path,
+            format!("invalid header name {name:?}"),
+        ));
     }
     Ok(n)
 }
@@ -175,16 +178,17 @@ fn prepare_keys(k: KeysConfig) -> Result<Vec<Key>, ConfigError> {
             .iter()
             .enumerate()
             .map(|(i, j)| {
-                jwt::key_from_jwk(j).map_err(|e| ConfigError::field(format!("jwt.keys.keys[{i}]"), e))
+                jwt::key_from_jwk(j)
+                    .map_err(|e| ConfigError::field(format!("jwt.keys.keys[{i}]"), e))
             })
             .collect(),
         KeysConfig::List(list) => {
             let mut out = Vec::new();
             for (i, e) in list.iter().enumerate() {
                 match e {
-                    KeyEntry::Pem(p) => out.extend(
-                        jwt::keys_from_pem(p).map_err(|e| ConfigError::field(at(i), e))?,
-                    ),
+                    KeyEntry::Pem(p) => {
+                        out.extend(jwt::keys_from_pem(p).map_err(|e| ConfigError::field(at(i), e))?)
+                    }
                     KeyEntry::Jwk(j) => {
                         out.push(jwt::key_from_jwk(j).map_err(|e| ConfigError::field(at(i), e))?)
                     }
@@ -275,7 +279,10 @@ pub fn prepare(c: Config) -> Result<Prepared, ConfigError> {
         .transpose()?;
     let realm = c.realm.unwrap_or_else(|| "weir".to_string());
     if realm.contains(['"', '\\', '\r', '\n']) {
-        return Err(ConfigError::field("realm", "must not contain quotes, backslashes or newlines"));
+        return Err(ConfigError::field(
+            "realm",
+            "must not contain quotes, backslashes or newlines",
+        ));
     }
     let challenge = match (&jwt, &api_keys) {
         (None, Some(a)) => format!("ApiKey realm=\"{realm}\", header=\"{}\"", a.header),
@@ -316,7 +323,10 @@ mod tests {
         )
         .unwrap();
         let j = p.jwt.unwrap();
-        assert_eq!(j.claims_to_headers, vec![("sub".to_string(), "x-user".to_string())]);
+        assert_eq!(
+            j.claims_to_headers,
+            vec![("sub".to_string(), "x-user".to_string())]
+        );
         assert!(!j.bearer);
         assert_eq!(j.validation.clock_skew_secs, 5);
         let p = load_str(
@@ -332,15 +342,25 @@ mod tests {
     #[test]
     fn rejects_with_field() {
         let e = load_str(r#"{"jwt":{}}"#).unwrap_err();
-        assert!(e.to_string().starts_with("jwt.keys: at least one key"), "{e}");
+        assert!(
+            e.to_string().starts_with("jwt.keys: at least one key"),
+            "{e}"
+        );
         let e = load_str(r#"{"jwt":{"keys":{"keys":[{"kty":"RSA","n":"AQAB"}]}}}"#).unwrap_err();
         assert_eq!(e.to_string(), "jwt.keys.keys[0]: missing `e`");
         let e = load_str(r#"{"jwt":{"keys":"not pem"}}"#).unwrap_err();
         assert_eq!(e.to_string(), "jwt.keys: no PEM block found");
         let e = load_str(r#"{"rules":[{"action":"maybe"}]}"#).unwrap_err();
-        assert!(e.to_string().starts_with("rules[0].action: unknown variant"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("rules[0].action: unknown variant"),
+            "{e}"
+        );
         let e = load_str(r#"{"rules":[{"action":"deny","paths":["admin"]}]}"#).unwrap_err();
-        assert_eq!(e.to_string(), "rules[0].paths[0]: a path prefix must start with '/'");
+        assert_eq!(
+            e.to_string(),
+            "rules[0].paths[0]: a path prefix must start with '/'"
+        );
         let e = load_str(r#"{"jwtt":{}}"#).unwrap_err();
         assert!(e.to_string().starts_with("jwtt: unknown field"), "{e}");
     }

@@ -142,7 +142,7 @@ pub struct Jwk {
     pub k: Option<String>,
 }
 
-fn member<'a>(v: &'a Option<String>, name: &str) -> Result<Vec<u8>, String> {
+fn member(v: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
     let s = v.as_deref().ok_or_else(|| format!("missing `{name}`"))?;
     b64url_decode(s).ok_or_else(|| format!("`{name}` is not base64url"))
 }
@@ -216,9 +216,8 @@ pub fn keys_from_pem(pem: &str) -> Result<Vec<Key>, String> {
                 if let Ok(k) = rsa::RsaPublicKey::from_public_key_pem(block) {
                     KeyMaterial::Rsa(rsa::pkcs1v15::VerifyingKey::new(k))
                 } else {
-                    let pk = p256::PublicKey::from_public_key_pem(block).map_err(|_| {
-                        "PUBLIC KEY is neither RSA nor EC P-256".to_string()
-                    })?;
+                    let pk = p256::PublicKey::from_public_key_pem(block)
+                        .map_err(|_| "PUBLIC KEY is neither RSA nor EC P-256".to_string())?;
                     KeyMaterial::Ec(p256::ecdsa::VerifyingKey::from(pk))
                 }
             }
@@ -300,7 +299,8 @@ pub fn verify(
     now_secs: u64,
 ) -> Result<serde_json::Map<String, Value>, JwtError> {
     let mut parts = token.trim().split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtError::Malformed);
     };
@@ -459,10 +459,16 @@ mod tests {
         assert_eq!(verify(&bad, &keys, &v(), NOW), Err(JwtError::Signature));
         // Expiry with skew: still valid 29 s after exp, not at 30 s.
         assert!(verify(&t, &keys, &v(), NOW + 60 + 29).is_ok());
-        assert_eq!(verify(&t, &keys, &v(), NOW + 60 + 30), Err(JwtError::Expired));
+        assert_eq!(
+            verify(&t, &keys, &v(), NOW + 60 + 30),
+            Err(JwtError::Expired)
+        );
         // nbf with skew.
         assert!(verify(&t, &keys, &v(), NOW - 10 - 30).is_ok());
-        assert_eq!(verify(&t, &keys, &v(), NOW - 10 - 31), Err(JwtError::NotYetValid));
+        assert_eq!(
+            verify(&t, &keys, &v(), NOW - 10 - 31),
+            Err(JwtError::NotYetValid)
+        );
         // Issuer and audience.
         let mut c = claims();
         c["iss"] = json!("evil");
@@ -495,7 +501,10 @@ mod tests {
         c["sub"] = json!("mallory");
         let forged = b64url_encode(c.to_string().as_bytes());
         parts[1] = &forged;
-        assert_eq!(verify(&parts.join("."), &keys, &v(), NOW), Err(JwtError::Signature));
+        assert_eq!(
+            verify(&parts.join("."), &keys, &v(), NOW),
+            Err(JwtError::Signature)
+        );
         // An HS256 token signed with the public key text must not pass (alg confusion).
         let conf = sign_hs256(
             include_str!("../testdata/rsa-public.pem").as_bytes(),
@@ -519,8 +528,11 @@ mod tests {
     #[test]
     fn bad_keys_are_reported() {
         assert!(keys_from_pem("nothing").is_err());
-        assert!(keys_from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
-        let j: Jwk = serde_json::from_value(json!({"kty":"EC","crv":"P-384","x":"AA","y":"AA"})).unwrap();
+        assert!(
+            keys_from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err()
+        );
+        let j: Jwk =
+            serde_json::from_value(json!({"kty":"EC","crv":"P-384","x":"AA","y":"AA"})).unwrap();
         assert!(key_from_jwk(&j).unwrap_err().contains("P-384"));
         let j: Jwk = serde_json::from_value(json!({"kty":"RSA","n":"AQAB"})).unwrap();
         assert!(key_from_jwk(&j).unwrap_err().contains("missing `e`"));

@@ -96,9 +96,8 @@ impl Auth {
 
     fn invalid_token(&self, message: &str) -> Action {
         let realm_challenge = &self.prepared.challenge;
-        let challenge = format!(
-            "{realm_challenge}, error=\"invalid_token\", error_description=\"{message}\""
-        );
+        let challenge =
+            format!("{realm_challenge}, error=\"invalid_token\", error_description=\"{message}\"");
         self.unauthorized(&challenge, message)
     }
 

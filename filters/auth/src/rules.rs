@@ -113,10 +113,16 @@ mod tests {
                 {"action":"deny","methods":["delete"],"paths":["/admin"]}]"#,
         );
         assert_eq!(evaluate(&r, Some("alice"), "GET", "/x"), Verdict::Allow);
-        assert_eq!(evaluate(&r, Some("spiffe://corp/ns/prod/sa/web"), "GET", "/x"), Verdict::Allow);
+        assert_eq!(
+            evaluate(&r, Some("spiffe://corp/ns/prod/sa/web"), "GET", "/x"),
+            Verdict::Allow
+        );
         assert_eq!(evaluate(&r, Some("bob"), "GET", "/x"), Verdict::Deny);
         assert_eq!(evaluate(&r, None, "GET", "/x"), Verdict::Deny);
-        assert_eq!(evaluate(&r, Some("alice"), "DELETE", "/admin/users?x=1"), Verdict::Deny);
+        assert_eq!(
+            evaluate(&r, Some("alice"), "DELETE", "/admin/users?x=1"),
+            Verdict::Deny
+        );
         assert_eq!(evaluate(&r, Some("alice"), "GET", "/admin"), Verdict::Allow);
     }
 

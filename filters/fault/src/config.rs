@@ -67,7 +67,10 @@ pub struct Prepared {
 
 fn ppm(path: &str, percent: f64) -> Result<u32, ConfigError> {
     if !(0.0..=100.0).contains(&percent) || percent.is_nan() {
-        return Err(ConfigError::field(path, "expected a percentage between 0 and 100"));
+        return Err(ConfigError::field(
+            path,
+            "expected a percentage between 0 and 100",
+        ));
     }
     Ok((percent * 10_000.0).round() as u32)
 }
@@ -131,10 +134,19 @@ mod tests {
     #[test]
     fn rejects_with_field() {
         let e = load_str(r#"{"abort":{"status":42}}"#).unwrap_err();
-        assert_eq!(e.to_string(), "abort.status: expected an HTTP status between 200 and 599");
+        assert_eq!(
+            e.to_string(),
+            "abort.status: expected an HTTP status between 200 and 599"
+        );
         let e = load_str(r#"{"delay":{"fixed":"200ms","percent":101}}"#).unwrap_err();
-        assert_eq!(e.to_string(), "delay.percent: expected a percentage between 0 and 100");
+        assert_eq!(
+            e.to_string(),
+            "delay.percent: expected a percentage between 0 and 100"
+        );
         let e = load_str(r#"{"delay":{"fixed":"soon"}}"#).unwrap_err();
-        assert!(e.to_string().starts_with("delay.fixed: invalid duration"), "{e}");
+        assert!(
+            e.to_string().starts_with("delay.fixed: invalid duration"),
+            "{e}"
+        );
     }
 }

@@ -100,7 +100,10 @@ fn bump(metric: Option<u32>) {
 fn abort_now(status: u32) {
     let _ = hostcalls::send_http_response(
         status,
-        vec![("content-type", "text/plain"), ("x-fault-injected", "abort")],
+        vec![
+            ("content-type", "text/plain"),
+            ("x-fault-injected", "abort"),
+        ],
         Some(b"fault filter abort"),
     );
 }
@@ -191,8 +194,8 @@ impl HttpContext for Fault {
         let mut delay = None;
         let mut abort = None;
         if s.config.header_override {
-            if let Some(ms) = headers::get_header("x-fault-delay-ms")
-                .and_then(|v| v.trim().parse::<u64>().ok())
+            if let Some(ms) =
+                headers::get_header("x-fault-delay-ms").and_then(|v| v.trim().parse::<u64>().ok())
             {
                 delay = Some(Duration::from_millis(ms).min(MAX_OVERRIDE_DELAY));
             }

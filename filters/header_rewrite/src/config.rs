@@ -102,14 +102,20 @@ fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
         && !name.trim_start_matches(':').is_empty();
     if !valid {
-        return Err(ConfigError::field(path, format!("invalid header name {name:?}")));
+        return Err(ConfigError::field(
+            path,
+            format!("invalid header name {name:?}"),
+        ));
     }
     Ok(name.to_ascii_lowercase())
 }
 
 fn template(path: &str, value: &str) -> Result<Template, ConfigError> {
     if value.contains(['\r', '\n', '\0']) {
-        return Err(ConfigError::field(path, "header value contains CR, LF or NUL"));
+        return Err(ConfigError::field(
+            path,
+            "header value contains CR, LF or NUL",
+        ));
     }
     Template::parse(value).map_err(|e| ConfigError::field(path, e.to_string()))
 }
@@ -123,7 +129,9 @@ fn prepare_edits(dir: &str, e: HeaderEdits) -> Result<Rules, ConfigError> {
     }
     for (name, value) in &e.set {
         let p = format!("{dir}.set.{name}");
-        rules.set.push((header_name(&p, name)?, template(&p, value)?));
+        rules
+            .set
+            .push((header_name(&p, name)?, template(&p, value)?));
     }
     for (name, values) in e.add {
         let p = format!("{dir}.add.{name}");
@@ -187,14 +195,28 @@ mod tests {
     #[test]
     fn rejects_with_field() {
         let e = load_str(r#"{"request":{"set":{"bad name":"x"}}}"#).unwrap_err();
-        assert!(e.to_string().starts_with("request.set.bad name: invalid header name"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("request.set.bad name: invalid header name"),
+            "{e}"
+        );
         let e = load_str(r#"{"response":{"set":{"x":"%open"}}}"#).unwrap_err();
-        assert!(e.to_string().starts_with("response.set.x: invalid template"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("response.set.x: invalid template"),
+            "{e}"
+        );
         let e = load_str(r#"{"request":{"sett":{}}}"#).unwrap_err();
-        assert!(e.to_string().starts_with("request.sett: unknown field"), "{e}");
-        let e = load_str(r#"{"path_prefix_rewrite":{"prefix":"api","replacement":"/"}}"#)
-            .unwrap_err();
-        assert_eq!(e.to_string(), "path_prefix_rewrite.prefix: must start with '/'");
+        assert!(
+            e.to_string().starts_with("request.sett: unknown field"),
+            "{e}"
+        );
+        let e =
+            load_str(r#"{"path_prefix_rewrite":{"prefix":"api","replacement":"/"}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "path_prefix_rewrite.prefix: must start with '/'"
+        );
     }
 
     #[test]

@@ -119,8 +119,8 @@ mod tests {
 
     #[test]
     fn parses() {
-        let p = load_str(r#"{"rate":100,"per":"minute","burst":200,"key":"header:X-User"}"#)
-            .unwrap();
+        let p =
+            load_str(r#"{"rate":100,"per":"minute","burst":200,"key":"header:X-User"}"#).unwrap();
         assert_eq!(p.spec.rate, 100);
         assert_eq!(p.spec.per, Duration::from_secs(60));
         assert_eq!(p.spec.burst, 200);
