@@ -145,9 +145,10 @@ impl RootContext for RateLimitRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let state = Rc::clone(self.state.as_ref()?);
+        // Unconfigured (on_configure not run or failed): a pass-through context,
+        // since returning None would trap in the SDK.
         Some(Box::new(RateLimit {
-            state,
+            state: self.state.clone(),
             decision: None,
         }))
     }
@@ -159,14 +160,14 @@ impl RootContext for RateLimitRoot {
 
 /// Per-request context.
 struct RateLimit {
-    state: Rc<State>,
+    state: Option<Rc<State>>,
     decision: Option<Decision>,
 }
 
 impl RateLimit {
-    fn bucket_key(&self) -> Option<String> {
-        let ns = &self.state.namespace;
-        match &self.state.prepared.key {
+    fn bucket_key(state: &State) -> Option<String> {
+        let ns = &state.namespace;
+        match &state.prepared.key {
             KeySource::Global => Some(format!("{ns}global")),
             KeySource::SourceIp => {
                 let ip = properties::source_ip()
@@ -183,11 +184,14 @@ impl Context for RateLimit {}
 
 impl HttpContext for RateLimit {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        let Some(key) = self.bucket_key() else {
+        let Some(state) = self.state.clone() else {
+            return Action::Continue;
+        };
+        let Some(key) = Self::bucket_key(&state) else {
             return Action::Continue;
         };
         let now = shared::now_nanos();
-        let outcome = match shared::shared_token_bucket(&key, &self.state.prepared.spec, now) {
+        let outcome = match shared::shared_token_bucket(&key, &state.prepared.spec, now) {
             Ok(o) => o,
             Err(e) => {
                 log::warn!("rate_limit: {e}; letting the request through");
@@ -195,7 +199,7 @@ impl HttpContext for RateLimit {
             }
         };
         if outcome.created {
-            if let Some(q) = self.state.queue {
+            if let Some(q) = state.queue {
                 let _ = hostcalls::enqueue_shared_queue(q, Some(key.as_bytes()));
             }
         }
@@ -212,7 +216,7 @@ impl HttpContext for RateLimit {
             "too many requests",
             &[
                 ("retry-after", &retry),
-                ("x-ratelimit-limit", &self.state.limit_text),
+                ("x-ratelimit-limit", &state.limit_text),
                 ("x-ratelimit-remaining", &remaining),
             ],
         );
@@ -220,8 +224,8 @@ impl HttpContext for RateLimit {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        if let Some(d) = self.decision {
-            headers::set_response_header("x-ratelimit-limit", Some(&self.state.limit_text));
+        if let (Some(d), Some(state)) = (self.decision, &self.state) {
+            headers::set_response_header("x-ratelimit-limit", Some(&state.limit_text));
             headers::set_response_header("x-ratelimit-remaining", Some(&d.remaining.to_string()));
         }
         Action::Continue
