@@ -1,0 +1,96 @@
+//! Shared data: `proxy_get_shared_data(key, ret_value, ret_cas)` and
+//! `proxy_set_shared_data(key, value, cas)`. Process-wide (every worker), keyed by the VM's
+//! `vm_id`; callable from any context. Every write gives the entry a new non-zero CAS; a set
+//! with `cas != 0` that does not match the entry's CAS is CAS_MISMATCH (nothing written); a
+//! missing key is NOT_FOUND on get. The map lock is held only for the copy.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use wasmtime::Result;
+use wasmtime::Linker;
+
+use super::{read, return_bytes, return_none, status, write_u32, Ctx};
+use crate::state::HostState;
+
+/// The process-wide shared-data store.
+#[derive(Debug, Default)]
+pub struct SharedData {
+    map: Mutex<HashMap<String, HashMap<Vec<u8>, (Vec<u8>, u32)>>>,
+    next_cas: AtomicU32,
+}
+
+impl SharedData {
+    fn cas(&self) -> u32 {
+        loop {
+            let c = self.next_cas.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            if c != 0 {
+                return c;
+            }
+        }
+    }
+
+    /// Value and CAS of `key` in `vm_id`.
+    pub fn get(&self, vm_id: &str, key: &[u8]) -> Option<(Vec<u8>, u32)> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(vm_id)?.get(key).cloned()
+    }
+
+    /// Set `key`; `cas == 0` writes unconditionally. Returns false on CAS mismatch.
+    pub fn set(&self, vm_id: &str, key: &[u8], value: Vec<u8>, cas: u32) -> bool {
+        let new_cas = self.cas();
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let vm = map.entry(vm_id.to_string()).or_default();
+        match vm.get_mut(key) {
+            Some(entry) => {
+                if cas != 0 && entry.1 != cas {
+                    return false;
+                }
+                *entry = (value, new_cas);
+            }
+            None => {
+                vm.insert(key.to_vec(), (value, new_cas));
+            }
+        }
+        true
+    }
+}
+
+pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
+    l.func_wrap(
+        "env",
+        "proxy_get_shared_data",
+        |mut c: Ctx<'_>, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32, ret_cas: i32| -> Result<i32> {
+            let key = read(&mut c, kp, kl)?;
+            let s = c.data();
+            match s.shared_data.get(&s.plugin.spec.vm_id, &key) {
+                Some((v, cas)) => {
+                    if v.is_empty() {
+                        return_none(&mut c, ret_ptr, ret_len)?;
+                    } else {
+                        return_bytes(&mut c, &v, ret_ptr, ret_len)?;
+                    }
+                    write_u32(&mut c, ret_cas, cas)?;
+                    Ok(status::OK)
+                }
+                None => Ok(status::NOT_FOUND),
+            }
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |mut c: Ctx<'_>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| -> Result<i32> {
+            let key = read(&mut c, kp, kl)?;
+            let value = read(&mut c, vp, vl)?;
+            let s = c.data();
+            if s.shared_data.set(&s.plugin.spec.vm_id, &key, value, cas as u32) {
+                Ok(status::OK)
+            } else {
+                Ok(status::CAS_MISMATCH)
+            }
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Per-VM limits: the memory cap (a wasmtime `ResourceLimiter`) and the epoch-deadline
+//! arithmetic for callbacks.
+
+use std::time::Duration;
+
+/// How often the engine's epoch is incremented by the ticker thread.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Deadline used for instantiation, `_initialize`/`_start`, `proxy_on_vm_start` and
+/// `proxy_on_configure` (configuration parsing may be slower than a request callback).
+pub const MIN_INIT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Epoch ticks for a deadline (at least 1, rounded up, plus one tick of slack since the current
+/// tick may be almost over).
+pub fn deadline_ticks(deadline: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos().max(1);
+    let n = deadline.as_nanos().div_ceil(tick) as u64;
+    n.max(1) + 1
+}
+
+/// Error that `memory.grow` past the cap traps with.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit exceeded: the filter asked for {desired} bytes, its cap is {limit} bytes")]
+pub struct MemoryLimitExceeded {
+    pub desired: usize,
+    pub limit: usize,
+}
+
+/// A memory (and table) cap for one store.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    pub(crate) max_memory_bytes: usize,
+    pub(crate) max_table_elements: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(max_memory_bytes: usize) -> Self {
+        MemoryLimiter {
+            max_memory_bytes,
+            max_table_elements: 1_000_000,
+            exceeded: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            self.exceeded = true;
+            return Err(MemoryLimitExceeded {
+                desired,
+                limit: self.max_memory_bytes,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table_elements)
+    }
+}

@@ -1,0 +1,388 @@
+//! Metrics: the process-wide registry of filter-defined metrics (`proxy_define_metric`:
+//! counter, gauge, histogram) and the per-filter host metrics
+//! `weir_filter_errors_total{filter,kind}` and `weir_filter_duration_seconds{filter,phase}`,
+//! rendered in Prometheus text format by [`MetricsRegistry::render_prometheus`].
+//!
+//! Hot path: increments are atomics on `Arc`s handed out at definition/preparation time; the
+//! registry's locks are only taken when a metric is defined, a filter is prepared, or on render.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use crate::error::FailureKind;
+
+/// Kind of a filter-defined metric (proxy-wasm `MetricType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter = 0,
+    Gauge = 1,
+    Histogram = 2,
+}
+
+impl MetricKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(MetricKind::Counter),
+            1 => Some(MetricKind::Gauge),
+            2 => Some(MetricKind::Histogram),
+            _ => None,
+        }
+    }
+}
+
+/// Bucket bounds of filter-defined histograms (Envoy's defaults, unitless).
+const FILTER_BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Bucket bounds of `weir_filter_duration_seconds`.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.000_001, 0.000_002_5, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25,
+    0.000_5, 0.001, 0.005, 0.01, 0.1, 1.0,
+];
+
+/// A fixed-bucket histogram with atomic counts.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum, stored as f64 bits (updated with a CAS loop).
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// Record one observation.
+    pub fn observe(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut cur = self.sum.load(Ordering::Relaxed);
+        loop {
+            let new = (f64::from_bits(cur) + v).to_bits();
+            match self
+                .sum
+                .compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(x) => cur = x,
+            }
+        }
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count();
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name}_sum {sum}");
+            let _ = writeln!(out, "{name}_count {count}");
+        } else {
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        }
+    }
+}
+
+/// One filter-defined metric.
+#[derive(Debug)]
+pub struct FilterMetric {
+    pub name: String,
+    pub kind: MetricKind,
+    value: AtomicI64,
+    histogram: Option<Histogram>,
+}
+
+impl FilterMetric {
+    /// Counter/gauge value (histograms: observation count).
+    pub fn value(&self) -> i64 {
+        match &self.histogram {
+            Some(h) => h.count() as i64,
+            None => self.value.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Add `delta` (counters and gauges).
+    pub fn add(&self, delta: i64) {
+        self.value.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Set (counter/gauge) or observe (histogram).
+    pub fn record(&self, v: u64) {
+        match &self.histogram {
+            Some(h) => h.observe(v as f64),
+            None => self.value.store(v as i64, Ordering::Relaxed),
+        }
+    }
+}
+
+/// Phases timed in `weir_filter_duration_seconds{phase}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Start,
+    Configure,
+    ContextCreate,
+    RequestHeaders,
+    RequestBody,
+    RequestTrailers,
+    ResponseHeaders,
+    ResponseBody,
+    ResponseTrailers,
+    Log,
+    Done,
+    Delete,
+    Tick,
+    HttpCallResponse,
+    QueueReady,
+    ForeignFunction,
+}
+
+impl Phase {
+    const COUNT: usize = 16;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Start => "start",
+            Phase::Configure => "configure",
+            Phase::ContextCreate => "context_create",
+            Phase::RequestHeaders => "request_headers",
+            Phase::RequestBody => "request_body",
+            Phase::RequestTrailers => "request_trailers",
+            Phase::ResponseHeaders => "response_headers",
+            Phase::ResponseBody => "response_body",
+            Phase::ResponseTrailers => "response_trailers",
+            Phase::Log => "log",
+            Phase::Done => "done",
+            Phase::Delete => "delete",
+            Phase::Tick => "tick",
+            Phase::HttpCallResponse => "http_call_response",
+            Phase::QueueReady => "queue_ready",
+            Phase::ForeignFunction => "foreign_function",
+        }
+    }
+
+    const ALL: [Phase; Phase::COUNT] = [
+        Phase::Start,
+        Phase::Configure,
+        Phase::ContextCreate,
+        Phase::RequestHeaders,
+        Phase::RequestBody,
+        Phase::RequestTrailers,
+        Phase::ResponseHeaders,
+        Phase::ResponseBody,
+        Phase::ResponseTrailers,
+        Phase::Log,
+        Phase::Done,
+        Phase::Delete,
+        Phase::Tick,
+        Phase::HttpCallResponse,
+        Phase::QueueReady,
+        Phase::ForeignFunction,
+    ];
+}
+
+/// Host-side statistics of one filter (by filter name), shared by all its VMs.
+#[derive(Debug)]
+pub struct FilterStats {
+    errors: [AtomicU64; 4],
+    durations: Vec<Histogram>,
+}
+
+impl FilterStats {
+    fn new() -> Self {
+        FilterStats {
+            errors: Default::default(),
+            durations: (0..Phase::COUNT)
+                .map(|_| Histogram::new(&DURATION_BUCKETS))
+                .collect(),
+        }
+    }
+
+    /// Count one failure.
+    pub fn error(&self, kind: FailureKind) {
+        self.errors[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failures of `kind` so far.
+    pub fn errors(&self, kind: FailureKind) -> u64 {
+        self.errors[kind.index()].load(Ordering::Relaxed)
+    }
+
+    /// Time spent in one callback.
+    pub fn observe(&self, phase: Phase, d: Duration) {
+        self.durations[phase as usize].observe(d.as_secs_f64());
+    }
+
+    /// Number of timed callbacks of `phase`.
+    pub fn calls(&self, phase: Phase) -> u64 {
+        self.durations[phase as usize].count()
+    }
+}
+
+/// The process-wide metrics registry.
+#[derive(Debug, Default)]
+pub struct MetricsRegistry {
+    by_name: Mutex<BTreeMap<String, u32>>,
+    metrics: RwLock<Vec<Arc<FilterMetric>>>,
+    filters: Mutex<BTreeMap<String, Arc<FilterStats>>>,
+}
+
+/// Prometheus-safe metric name.
+fn sanitize(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.as_bytes()[0].is_ascii_digit() {
+        s.insert(0, '_');
+    }
+    s
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl MetricsRegistry {
+    /// Define (or find) a metric by name; the same name always gives the same id, across VMs
+    /// and workers. A name already defined with another kind is an error (`None`).
+    pub fn define(&self, kind: MetricKind, name: &str) -> Option<(u32, Arc<FilterMetric>)> {
+        let mut by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&id) = by_name.get(name) {
+            let m = self.get(id)?;
+            return (m.kind == kind).then_some((id, m));
+        }
+        let mut metrics = self.metrics.write().unwrap_or_else(|e| e.into_inner());
+        let id = metrics.len() as u32;
+        let m = Arc::new(FilterMetric {
+            name: name.to_string(),
+            kind,
+            value: AtomicI64::new(0),
+            histogram: (kind == MetricKind::Histogram).then(|| Histogram::new(&FILTER_BUCKETS)),
+        });
+        metrics.push(m.clone());
+        by_name.insert(name.to_string(), id);
+        Some((id, m))
+    }
+
+    /// A metric by id.
+    pub fn get(&self, id: u32) -> Option<Arc<FilterMetric>> {
+        self.metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id as usize)
+            .cloned()
+    }
+
+    /// A metric by name.
+    pub fn by_name(&self, name: &str) -> Option<Arc<FilterMetric>> {
+        let id = *self
+            .by_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)?;
+        self.get(id)
+    }
+
+    /// The stats handle of a filter (created on first use).
+    pub fn filter(&self, name: &str) -> Arc<FilterStats> {
+        self.filters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(FilterStats::new()))
+            .clone()
+    }
+
+    /// Write every filter-defined metric and the two filter host metrics.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let metrics: Vec<Arc<FilterMetric>> =
+            self.metrics.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for m in metrics {
+            let name = sanitize(&m.name);
+            match m.kind {
+                MetricKind::Counter => {
+                    let _ = writeln!(out, "# TYPE {name} counter");
+                    let _ = writeln!(out, "{name} {}", m.value());
+                }
+                MetricKind::Gauge => {
+                    let _ = writeln!(out, "# TYPE {name} gauge");
+                    let _ = writeln!(out, "{name} {}", m.value());
+                }
+                MetricKind::Histogram => {
+                    let _ = writeln!(out, "# TYPE {name} histogram");
+                    if let Some(h) = &m.histogram {
+                        h.render(out, &name, "");
+                    }
+                }
+            }
+        }
+        let filters: Vec<(String, Arc<FilterStats>)> = self
+            .filters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if filters.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# TYPE weir_filter_errors_total counter");
+        for (f, s) in &filters {
+            let f = escape_label(f);
+            for kind in FailureKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "weir_filter_errors_total{{filter=\"{f}\",kind=\"{}\"}} {}",
+                    kind.as_str(),
+                    s.errors(kind)
+                );
+            }
+        }
+        let _ = writeln!(out, "# TYPE weir_filter_duration_seconds histogram");
+        for (f, s) in &filters {
+            let f = escape_label(f);
+            for phase in Phase::ALL {
+                let h = &s.durations[phase as usize];
+                if h.count() == 0 {
+                    continue;
+                }
+                let labels = format!("filter=\"{f}\",phase=\"{}\"", phase.as_str());
+                h.render(out, "weir_filter_duration_seconds", &labels);
+            }
+        }
+    }
+}

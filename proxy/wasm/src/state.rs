@@ -1,0 +1,132 @@
+//! The data every store carries ([`HostState`]) and the per-stream data shared by the filters of
+//! one chain ([`StreamData`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use wasmtime::{Memory, TypedFunc};
+
+use crate::abi::shared_data::SharedData;
+use crate::abi::shared_queue::SharedQueues;
+use crate::headers::HeaderList;
+use crate::limits::MemoryLimiter;
+use crate::metrics::{FilterMetric, MetricsRegistry};
+use crate::properties::StreamInfo;
+use crate::services::{HostServices, HttpCallFuture};
+use crate::stream::LocalResponse;
+use crate::vm::PreparedPlugin;
+
+/// Per-request data, shared (through `Rc<RefCell<_>>`) by every filter context of one stream.
+/// Hostcalls borrow it only for the duration of the hostcall.
+#[derive(Debug, Default)]
+pub(crate) struct StreamData {
+    pub info: StreamInfo,
+    pub request_headers: HeaderList,
+    pub request_trailers: HeaderList,
+    pub response_headers: HeaderList,
+    pub response_trailers: HeaderList,
+    /// The request body buffer under the current `proxy_on_request_body` callback.
+    pub request_body: Vec<u8>,
+    pub response_body: Vec<u8>,
+    pub request_body_size: u64,
+    pub response_body_size: u64,
+    /// Values set with `proxy_set_property` (path as serialized, value).
+    pub props: Vec<(Vec<u8>, Vec<u8>)>,
+    pub local_response: Option<LocalResponse>,
+    pub reset: bool,
+    pub route_cache_cleared: bool,
+}
+
+/// Wakes a stream parked on one filter.
+#[derive(Debug, Default)]
+pub(crate) struct StreamSignal {
+    pub notify: Notify,
+    /// `proxy_continue_stream` was called.
+    pub resumed: Cell<bool>,
+    /// The VM failed while the stream was parked.
+    pub failed: Cell<bool>,
+}
+
+impl StreamSignal {
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// An HTTP context of one VM.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpCtx {
+    pub stream: Rc<RefCell<StreamData>>,
+    pub signal: Rc<StreamSignal>,
+}
+
+/// Which configuration `proxy_get_configuration` (ABI 0.1.0) returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConfigPhase {
+    None,
+    VmStart,
+    Configure,
+}
+
+/// The response of an outbound call, readable during `proxy_on_http_call_response`.
+#[derive(Debug, Default)]
+pub(crate) struct CallResponse {
+    pub headers: HeaderList,
+    pub body: Vec<u8>,
+    pub trailers: HeaderList,
+}
+
+/// Something a hostcall asked for that needs the async runtime; drained by the VM after every
+/// callback.
+pub(crate) enum Effect {
+    HttpCall {
+        token: u32,
+        caller: u32,
+        fut: HttpCallFuture,
+        timeout: Duration,
+    },
+}
+
+/// The data of one wasmtime store (one VM).
+pub(crate) struct HostState {
+    pub plugin: Arc<PreparedPlugin>,
+    pub limiter: MemoryLimiter,
+    pub memory: Option<Memory>,
+    pub alloc: Option<TypedFunc<i32, i32>>,
+    pub root_id: u32,
+    /// The context hostcalls act on (set per callback, changed by proxy_set_effective_context).
+    pub effective: u32,
+    pub http: HashMap<u32, HttpCtx>,
+    pub config_phase: ConfigPhase,
+    pub call_response: Option<CallResponse>,
+    pub next_token: u32,
+    pub effects: Vec<Effect>,
+    /// Set by `proxy_set_tick_period_milliseconds`, taken by the VM after the callback.
+    pub tick_period_ms: Option<u32>,
+    pub services: Rc<dyn HostServices>,
+    pub shared_data: Arc<SharedData>,
+    pub queues: Arc<SharedQueues>,
+    pub metrics: Arc<MetricsRegistry>,
+    pub metric_cache: HashMap<u32, Arc<FilterMetric>>,
+    pub root_props: Vec<(Vec<u8>, Vec<u8>)>,
+    pub queue_tx: tokio::sync::mpsc::UnboundedSender<(u32, u32)>,
+    /// Arguments of the foreign function being served (buffer type CallData).
+    pub foreign_args: Option<Vec<u8>>,
+    /// `proc_exit` code, when the guest exited.
+    pub exit_code: Option<i32>,
+}
+
+impl HostState {
+    /// The HTTP context hostcalls currently act on, if the effective context is one.
+    pub fn current_http(&self) -> Option<&HttpCtx> {
+        self.http.get(&self.effective)
+    }
+
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.spec.name
+    }
+}

@@ -1,0 +1,840 @@
+//! Per-worker VMs. [`PluginSpec`] is a filter's configuration, [`PreparedPlugin`] binds it to a
+//! [`crate::CompiledModule`] (both `Send + Sync`, built once per snapshot), and [`PluginVm`]
+//! (`!Send`) is one instance on one worker: a wasmtime `Store` with a memory cap and a deadline
+//! per callback, the root context (created, `proxy_on_vm_start`, `proxy_on_configure`), ticks,
+//! shared-queue notifications and `proxy_http_call` responses (local tasks), and the failure
+//! policy (fail_closed, fail_open, reload with backoff).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::LocalBoxFuture;
+use wasmtime::{Store, Trap, TypedFunc, WasmParams, WasmResults};
+
+use crate::engine::WasmHost;
+use crate::error::{FailureKind, WasmError};
+use crate::headers::HeaderList;
+use crate::limits::{deadline_ticks, MemoryLimitExceeded, MemoryLimiter, MIN_INIT_DEADLINE};
+use crate::metrics::{FilterStats, Phase};
+use crate::module::CompiledModule;
+use crate::services::{HostServices, HttpCallResponse};
+use crate::state::{CallResponse, ConfigPhase, Effect, HostState, HttpCtx, StreamData, StreamSignal};
+use crate::wasi::ProcExit;
+
+/// What happens when a filter traps, runs past its deadline or exceeds its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailurePolicy {
+    /// The stream gets a local 503 (details `filter_failed`); the VM stays failed, so later
+    /// streams get 503 too (Envoy's default).
+    #[default]
+    FailClosed,
+    /// The filter is skipped for the rest of the stream and for later streams.
+    FailOpen,
+    /// The stream gets a 503; the VM is rebuilt from the compiled module for the next stream
+    /// (immediately after a first failure, then with exponential backoff up to 30 s while it
+    /// keeps failing); streams arriving during a backoff get 503.
+    Reload,
+}
+
+/// One filter's configuration (from YAML).
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Filter name (metrics label, logs, errors).
+    pub name: String,
+    /// proxy-wasm root id (`plugin_root_id`).
+    pub root_id: String,
+    /// VM id: the shared data / queue namespace.
+    pub vm_id: String,
+    /// `VM_CONFIGURATION` buffer (`proxy_on_vm_start`).
+    pub vm_configuration: Vec<u8>,
+    /// `PLUGIN_CONFIGURATION` buffer (`proxy_on_configure`): the filter's `config:` as JSON.
+    pub configuration: Vec<u8>,
+    pub failure: FailurePolicy,
+    /// Linear-memory cap in bytes (`limits.memory`).
+    pub memory_limit_bytes: usize,
+    /// Deadline of each callback (`limits.callback_deadline`).
+    pub callback_deadline: Duration,
+    /// Most body bytes buffered for a filter that pauses a body until end of stream.
+    pub max_body_bytes: usize,
+}
+
+impl PluginSpec {
+    /// A spec with weir's defaults: 64 MiB memory, 20 ms deadline, 1 MiB body buffer,
+    /// fail_closed, empty configuration, root id and vm id "".
+    pub fn new(name: impl Into<String>) -> Self {
+        PluginSpec {
+            name: name.into(),
+            root_id: String::new(),
+            vm_id: String::new(),
+            vm_configuration: Vec::new(),
+            configuration: Vec::new(),
+            failure: FailurePolicy::FailClosed,
+            memory_limit_bytes: 64 << 20,
+            callback_deadline: Duration::from_millis(20),
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A spec bound to a compiled module; shared by all workers.
+pub struct PreparedPlugin {
+    pub(crate) spec: Arc<PluginSpec>,
+    pub(crate) module: Arc<CompiledModule>,
+    pub(crate) stats: Arc<FilterStats>,
+    pub(crate) host: WasmHost,
+}
+
+impl std::fmt::Debug for PreparedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedPlugin")
+            .field("spec", &self.spec)
+            .field("module", &self.module)
+            .finish()
+    }
+}
+
+impl PreparedPlugin {
+    pub fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+    pub fn module(&self) -> &Arc<CompiledModule> {
+        &self.module
+    }
+    /// Host statistics of this filter (errors by kind, callback timings).
+    pub fn stats(&self) -> &Arc<FilterStats> {
+        &self.stats
+    }
+}
+
+// === Exports ===
+
+#[derive(Clone)]
+pub(crate) enum HeadersFn {
+    V1(TypedFunc<(i32, i32), i32>),
+    V2(TypedFunc<(i32, i32, i32), i32>),
+}
+
+#[derive(Clone, Default)]
+struct Exports {
+    on_context_create: Option<TypedFunc<(i32, i32), ()>>,
+    on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    on_configure: Option<TypedFunc<(i32, i32), i32>>,
+    on_tick: Option<TypedFunc<i32, ()>>,
+    on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
+    on_request_headers: Option<HeadersFn>,
+    on_request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_request_trailers: Option<TypedFunc<(i32, i32), i32>>,
+    on_response_headers: Option<HeadersFn>,
+    on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
+    on_http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    on_log: Option<TypedFunc<i32, ()>>,
+    on_done: Option<TypedFunc<i32, i32>>,
+    on_delete: Option<TypedFunc<i32, ()>>,
+}
+
+fn typed<P: WasmParams, R: WasmResults>(
+    inst: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    name: &str,
+) -> Result<Option<TypedFunc<P, R>>, WasmError> {
+    match inst.get_func(&mut *store, name) {
+        None => Ok(None),
+        Some(f) => f
+            .typed::<P, R>(&*store)
+            .map(Some)
+            .map_err(|e| WasmError::BadExport {
+                name: name.to_string(),
+                detail: format!("{e:#}"),
+            }),
+    }
+}
+
+fn headers_fn(
+    inst: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    name: &str,
+) -> Result<Option<HeadersFn>, WasmError> {
+    let Some(f) = inst.get_func(&mut *store, name) else {
+        return Ok(None);
+    };
+    if let Ok(t) = f.typed::<(i32, i32, i32), i32>(&*store) {
+        return Ok(Some(HeadersFn::V2(t)));
+    }
+    f.typed::<(i32, i32), i32>(&*store)
+        .map(|t| Some(HeadersFn::V1(t)))
+        .map_err(|e| WasmError::BadExport {
+            name: name.to_string(),
+            detail: format!("{e:#}"),
+        })
+}
+
+impl Exports {
+    fn load(inst: &wasmtime::Instance, s: &mut Store<HostState>) -> Result<Self, WasmError> {
+        Ok(Exports {
+            on_context_create: typed(inst, s, "proxy_on_context_create")?,
+            on_vm_start: typed(inst, s, "proxy_on_vm_start")?,
+            on_configure: typed(inst, s, "proxy_on_configure")?,
+            on_tick: typed(inst, s, "proxy_on_tick")?,
+            on_queue_ready: typed(inst, s, "proxy_on_queue_ready")?,
+            on_request_headers: headers_fn(inst, s, "proxy_on_request_headers")?,
+            on_request_body: typed(inst, s, "proxy_on_request_body")?,
+            on_request_trailers: typed(inst, s, "proxy_on_request_trailers")?,
+            on_response_headers: headers_fn(inst, s, "proxy_on_response_headers")?,
+            on_response_body: typed(inst, s, "proxy_on_response_body")?,
+            on_response_trailers: typed(inst, s, "proxy_on_response_trailers")?,
+            on_http_call_response: typed(inst, s, "proxy_on_http_call_response")?,
+            on_log: typed(inst, s, "proxy_on_log")?,
+            on_done: typed(inst, s, "proxy_on_done")?,
+            on_delete: typed(inst, s, "proxy_on_delete")?,
+        })
+    }
+}
+
+// === Instance ===
+
+struct Instance {
+    store: Store<HostState>,
+    ex: Exports,
+}
+
+/// A callback that could not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallError {
+    /// The VM is failed/unavailable, or the context belongs to an older instance.
+    Unavailable,
+    /// The callback failed now (already counted and handled).
+    Failed(FailureKind),
+}
+
+/// Whether a new stream can use this filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Availability {
+    Ready,
+    Skip,
+    Reject,
+}
+
+const ROOT_ID: u32 = 1;
+
+fn classify(e: &wasmtime::Error, state: &mut HostState) -> FailureKind {
+    if state.limiter.exceeded || e.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        state.limiter.exceeded = false;
+        return FailureKind::Oom;
+    }
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return FailureKind::Timeout;
+    }
+    FailureKind::Trap
+}
+
+/// One filter's VM on one worker (`!Send`). Create with [`PluginVm::new`] on the worker thread.
+pub struct PluginVm {
+    plugin: Arc<PreparedPlugin>,
+    services: Rc<dyn HostServices>,
+    inner: RefCell<Option<Instance>>,
+    generation: Cell<u64>,
+    failed: RefCell<Option<String>>,
+    last_failure: Cell<Option<Instant>>,
+    next_reload: Cell<Option<Instant>>,
+    backoff: Cell<Duration>,
+    activated: Cell<bool>,
+    deferred: RefCell<Vec<LocalBoxFuture<'static, ()>>>,
+    queue_tx: tokio::sync::mpsc::UnboundedSender<(u32, u32)>,
+    queue_rx: RefCell<Option<tokio::sync::mpsc::UnboundedReceiver<(u32, u32)>>>,
+    shutdown: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
+    tick_gen: Cell<u64>,
+    tick_period: Cell<Option<Duration>>,
+    next_ctx: Cell<u32>,
+    deadline_ticks: u64,
+    weak_self: Weak<PluginVm>,
+}
+
+impl std::fmt::Debug for PluginVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginVm")
+            .field("filter", &self.plugin.spec.name)
+            .field("generation", &self.generation.get())
+            .field("failed", &self.failed.borrow())
+            .finish()
+    }
+}
+
+impl PluginVm {
+    /// Instantiate the module on this thread (limits armed before instantiation), run
+    /// `_initialize` (reactor) or `_start` (command), create the root context and run
+    /// `proxy_on_vm_start` and `proxy_on_configure`. False from either is an error naming the
+    /// filter. Timers and calls started now begin running at [`PluginVm::activate`].
+    pub fn new(
+        plugin: &Arc<PreparedPlugin>,
+        services: Rc<dyn HostServices>,
+    ) -> Result<Rc<PluginVm>, WasmError> {
+        let (queue_tx, queue_rx) = tokio::sync::mpsc::unbounded_channel();
+        let vm = Rc::new_cyclic(|weak| PluginVm {
+            plugin: plugin.clone(),
+            services,
+            inner: RefCell::new(None),
+            generation: Cell::new(0),
+            failed: RefCell::new(None),
+            last_failure: Cell::new(None),
+            next_reload: Cell::new(None),
+            backoff: Cell::new(Duration::ZERO),
+            activated: Cell::new(false),
+            deferred: RefCell::new(Vec::new()),
+            queue_tx,
+            queue_rx: RefCell::new(Some(queue_rx)),
+            shutdown: RefCell::new(None),
+            tick_gen: Cell::new(0),
+            tick_period: Cell::new(None),
+            next_ctx: Cell::new(ROOT_ID + 1),
+            deadline_ticks: deadline_ticks(plugin.spec.callback_deadline),
+            weak_self: weak.clone(),
+        });
+        if let Err(e) = vm.instantiate() {
+            if matches!(e, WasmError::VmStart { .. } | WasmError::Configure { .. }) {
+                vm.plugin.stats.error(FailureKind::Config);
+            }
+            return Err(e);
+        }
+        Ok(vm)
+    }
+
+    /// The filter's prepared plugin.
+    pub fn plugin(&self) -> &Arc<PreparedPlugin> {
+        &self.plugin
+    }
+
+    /// The filter name.
+    pub fn name(&self) -> &str {
+        &self.plugin.spec.name
+    }
+
+    /// Whether the VM is currently failed (no instance).
+    pub fn is_failed(&self) -> bool {
+        self.inner.borrow().is_none()
+    }
+
+    /// Start this VM's local tasks (tick timer, queue notifications, calls made during
+    /// configuration). Must run inside a `LocalSet`; idempotent; also done by the first stream.
+    pub fn activate(&self) {
+        if self.activated.replace(true) {
+            return;
+        }
+        if let Some(mut rx) = self.queue_rx.borrow_mut().take() {
+            let (tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+            *self.shutdown.borrow_mut() = Some(tx);
+            let weak = self.weak_self.clone();
+            tokio::task::spawn_local(async move {
+                loop {
+                    tokio::select! {
+                        msg = rx.recv() => {
+                            let Some((_root, queue)) = msg else { return };
+                            let Some(vm) = weak.upgrade() else { return };
+                            vm.on_queue_ready(queue);
+                        }
+                        _ = &mut stop => return,
+                    }
+                }
+            });
+        }
+        for fut in self.deferred.borrow_mut().drain(..) {
+            tokio::task::spawn_local(fut);
+        }
+        if let Some(p) = self.tick_period.get() {
+            self.spawn_ticker(p);
+        }
+    }
+
+    fn spawn(&self, fut: LocalBoxFuture<'static, ()>) {
+        if self.activated.get() {
+            tokio::task::spawn_local(fut);
+        } else {
+            self.deferred.borrow_mut().push(fut);
+        }
+    }
+
+    // === instantiation ===
+
+    fn instantiate(&self) -> Result<(), WasmError> {
+        let plugin = &self.plugin;
+        let spec = &plugin.spec;
+        let host = &plugin.host.inner;
+        let name = spec.name.clone();
+        let state = HostState {
+            plugin: plugin.clone(),
+            limiter: MemoryLimiter::new(spec.memory_limit_bytes),
+            memory: None,
+            alloc: None,
+            root_id: ROOT_ID,
+            effective: ROOT_ID,
+            http: HashMap::new(),
+            config_phase: ConfigPhase::None,
+            call_response: None,
+            next_token: 0,
+            effects: Vec::new(),
+            tick_period_ms: None,
+            services: self.services.clone(),
+            shared_data: host.shared_data.clone(),
+            queues: host.queues.clone(),
+            metrics: host.metrics.clone(),
+            metric_cache: HashMap::new(),
+            root_props: Vec::new(),
+            queue_tx: self.queue_tx.clone(),
+            foreign_args: None,
+            exit_code: None,
+        };
+        let mut store = Store::new(&host.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let init_ticks = deadline_ticks(spec.callback_deadline.max(MIN_INIT_DEADLINE));
+        store.set_epoch_deadline(init_ticks);
+        let inst_err = |detail: String| WasmError::Instantiate {
+            plugin: name.clone(),
+            detail,
+        };
+        let instance = plugin
+            .module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| inst_err(format!("{e:#}")))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or(WasmError::NoMemory)?;
+        let alloc = match typed::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")? {
+            Some(f) => f,
+            None => typed::<i32, i32>(&instance, &mut store, "malloc")?.ok_or(WasmError::NoAllocator)?,
+        };
+        store.data_mut().memory = Some(memory);
+        store.data_mut().alloc = Some(alloc);
+        let ex = Exports::load(&instance, &mut store)?;
+
+        // Start function: reactor (_initialize [+ main]) or command (_start).
+        let start_res = if let Some(init) = typed::<(), ()>(&instance, &mut store, "_initialize")? {
+            let r = init.call(&mut store, ());
+            match (r, instance.get_func(&mut store, "main")) {
+                (Ok(()), Some(main)) => match main.typed::<(i32, i32), i32>(&store) {
+                    Ok(main) => main.call(&mut store, (0, 0)).map(|_| ()),
+                    Err(_) => Ok(()),
+                },
+                (r, _) => r,
+            }
+        } else if let Some(start) = typed::<(), ()>(&instance, &mut store, "_start")? {
+            start.call(&mut store, ())
+        } else {
+            Ok(())
+        };
+        if let Err(e) = start_res {
+            let clean_exit = matches!(e.downcast_ref::<ProcExit>(), Some(ProcExit(0)));
+            if !clean_exit {
+                return Err(inst_err(format!("start function failed: {e:#}")));
+            }
+        }
+
+        let vm_err = |detail: String| WasmError::VmStart {
+            plugin: name.clone(),
+            detail,
+        };
+        let conf_err = |detail: String| WasmError::Configure {
+            plugin: name.clone(),
+            detail,
+        };
+        if let Some(f) = &ex.on_context_create {
+            f.call(&mut store, (ROOT_ID as i32, 0))
+                .map_err(|e| vm_err(format!("proxy_on_context_create(root) trapped: {e:#}")))?;
+        }
+        if let Some(f) = &ex.on_vm_start {
+            store.data_mut().config_phase = ConfigPhase::VmStart;
+            store.set_epoch_deadline(init_ticks);
+            let ok = f
+                .call(&mut store, (ROOT_ID as i32, spec.vm_configuration.len() as i32))
+                .map_err(|e| vm_err(format!("trapped: {e:#}")))?;
+            if ok == 0 {
+                return Err(vm_err("returned false".into()));
+            }
+        }
+        if let Some(f) = &ex.on_configure {
+            store.data_mut().config_phase = ConfigPhase::Configure;
+            store.set_epoch_deadline(init_ticks);
+            let ok = f
+                .call(&mut store, (ROOT_ID as i32, spec.configuration.len() as i32))
+                .map_err(|e| conf_err(format!("trapped: {e:#}")))?;
+            if ok == 0 {
+                return Err(conf_err("returned false".into()));
+            }
+        }
+        store.data_mut().config_phase = ConfigPhase::None;
+        let mut inst = Instance { store, ex };
+        self.generation.set(self.generation.get() + 1);
+        self.after_callback(&mut inst);
+        *self.inner.borrow_mut() = Some(inst);
+        *self.failed.borrow_mut() = None;
+        Ok(())
+    }
+
+    // === calling into the guest ===
+
+    /// Run one callback with the deadline armed and `effective` as the effective context.
+    fn invoke<R>(
+        &self,
+        phase: Phase,
+        gen: Option<u64>,
+        effective: u32,
+        f: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let mut guard = self.inner.borrow_mut();
+        let inst = guard.as_mut().ok_or(CallError::Unavailable)?;
+        if gen.is_some_and(|g| g != self.generation.get()) {
+            return Err(CallError::Unavailable);
+        }
+        inst.store.data_mut().effective = effective;
+        inst.store.set_epoch_deadline(self.deadline_ticks);
+        let start = Instant::now();
+        let r = f(inst);
+        self.plugin.stats.observe(phase, start.elapsed());
+        match r {
+            Ok(v) => {
+                self.after_callback(inst);
+                Ok(v)
+            }
+            Err(e) => {
+                let kind = classify(&e, inst.store.data_mut());
+                let dead = guard.take();
+                drop(guard);
+                self.fail(kind, phase, &e, dead);
+                Err(CallError::Failed(kind))
+            }
+        }
+    }
+
+    fn fail(&self, kind: FailureKind, phase: Phase, e: &wasmtime::Error, dead: Option<Instance>) {
+        self.plugin.stats.error(kind);
+        let detail = format!("{} in {}: {e:#}", kind.as_str(), phase.as_str());
+        tracing::error!(target: "weir::filter", filter = %self.plugin.spec.name, "filter failed: {detail}");
+        if let Some(inst) = dead {
+            for ctx in inst.store.data().http.values() {
+                ctx.signal.failed.set(true);
+                ctx.signal.wake();
+            }
+        }
+        *self.failed.borrow_mut() = Some(detail);
+        self.tick_gen.set(self.tick_gen.get() + 1);
+        self.tick_period.set(None);
+        let now = Instant::now();
+        let recent = self
+            .last_failure
+            .get()
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10));
+        self.last_failure.set(Some(now));
+        if recent {
+            let b = (self.backoff.get() * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+            self.backoff.set(b);
+            self.next_reload.set(Some(now + b));
+        } else {
+            self.backoff.set(Duration::ZERO);
+            self.next_reload.set(Some(now));
+        }
+    }
+
+    /// Drain hostcall side effects (outbound calls, tick changes).
+    fn after_callback(&self, inst: &mut Instance) {
+        let state = inst.store.data_mut();
+        if let Some(p) = state.tick_period_ms.take() {
+            self.set_tick(p);
+        }
+        if state.effects.is_empty() {
+            return;
+        }
+        let gen = self.generation.get();
+        for effect in std::mem::take(&mut state.effects) {
+            match effect {
+                Effect::HttpCall {
+                    token,
+                    caller,
+                    fut,
+                    timeout,
+                } => {
+                    let weak = self.weak_self.clone();
+                    self.spawn(Box::pin(async move {
+                        let res = if timeout.is_zero() {
+                            fut.await
+                        } else {
+                            match tokio::time::timeout(timeout, fut).await {
+                                Ok(r) => r,
+                                Err(_) => Err("timeout".to_string()),
+                            }
+                        };
+                        if let Some(vm) = weak.upgrade() {
+                            vm.deliver_http_response(gen, token, caller, res);
+                        }
+                    }));
+                }
+            }
+        }
+    }
+
+    fn set_tick(&self, period_ms: u32) {
+        self.tick_gen.set(self.tick_gen.get() + 1);
+        if period_ms == 0 {
+            self.tick_period.set(None);
+            return;
+        }
+        let p = Duration::from_millis(period_ms as u64);
+        self.tick_period.set(Some(p));
+        if self.activated.get() {
+            self.spawn_ticker(p);
+        }
+    }
+
+    fn spawn_ticker(&self, period: Duration) {
+        let gen = self.tick_gen.get();
+        let weak = self.weak_self.clone();
+        tokio::task::spawn_local(async move {
+            let mut iv = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                iv.tick().await;
+                let Some(vm) = weak.upgrade() else { return };
+                if vm.tick_gen.get() != gen {
+                    return;
+                }
+                vm.on_tick();
+            }
+        });
+    }
+
+    fn on_tick(&self) {
+        let _ = self.invoke(Phase::Tick, None, ROOT_ID, |inst| match &inst.ex.on_tick {
+            Some(f) => f.call(&mut inst.store, ROOT_ID as i32),
+            None => Ok(()),
+        });
+    }
+
+    fn on_queue_ready(&self, queue: u32) {
+        let _ = self.invoke(Phase::QueueReady, None, ROOT_ID, |inst| {
+            match &inst.ex.on_queue_ready {
+                Some(f) => f.call(&mut inst.store, (ROOT_ID as i32, queue as i32)),
+                None => Ok(()),
+            }
+        });
+    }
+
+    fn deliver_http_response(
+        &self,
+        gen: u64,
+        token: u32,
+        caller: u32,
+        res: Result<HttpCallResponse, String>,
+    ) {
+        {
+            let mut guard = self.inner.borrow_mut();
+            let Some(inst) = guard.as_mut() else { return };
+            if gen != self.generation.get() {
+                return;
+            }
+            let state = inst.store.data_mut();
+            if caller != ROOT_ID && !state.http.contains_key(&caller) {
+                return; // the calling stream is gone
+            }
+            let cr = match res {
+                Ok(r) => {
+                    let (parts, body) = r.response.into_parts();
+                    CallResponse {
+                        headers: HeaderList::from_response(parts.status, &parts.headers),
+                        body: body.to_vec(),
+                        trailers: r
+                            .trailers
+                            .as_ref()
+                            .map(HeaderList::from_header_map)
+                            .unwrap_or_default(),
+                    }
+                }
+                Err(e) => {
+                    crate::abi::logging::log(state, 3, &format!("http_call {token} failed: {e}"));
+                    CallResponse::default()
+                }
+            };
+            state.call_response = Some(cr);
+        }
+        let _ = self.invoke(Phase::HttpCallResponse, Some(gen), caller, |inst| {
+            let (nh, nb, nt) = {
+                let r = inst.store.data().call_response.as_ref();
+                r.map(|r| (r.headers.len(), r.body.len(), r.trailers.len()))
+                    .unwrap_or_default()
+            };
+            match &inst.ex.on_http_call_response {
+                Some(f) => f.call(
+                    &mut inst.store,
+                    (ROOT_ID as i32, token as i32, nh as i32, nb as i32, nt as i32),
+                ),
+                None => Ok(()),
+            }
+        });
+        if let Some(inst) = self.inner.borrow_mut().as_mut() {
+            inst.store.data_mut().call_response = None;
+        }
+    }
+
+    // === stream API (used by the chain) ===
+
+    /// Whether a new stream may use the filter; rebuilds the VM under `reload` when due.
+    pub(crate) fn availability(&self) -> Availability {
+        if self.inner.borrow().is_some() {
+            return Availability::Ready;
+        }
+        match self.plugin.spec.failure {
+            FailurePolicy::FailOpen => Availability::Skip,
+            FailurePolicy::FailClosed => Availability::Reject,
+            FailurePolicy::Reload => {
+                let due = self.next_reload.get().is_none_or(|t| Instant::now() >= t);
+                if !due {
+                    return Availability::Reject;
+                }
+                match self.instantiate() {
+                    Ok(()) => {
+                        tracing::info!(target: "weir::filter", filter = %self.plugin.spec.name, "filter VM reloaded");
+                        Availability::Ready
+                    }
+                    Err(e) => {
+                        self.plugin.stats.error(FailureKind::Config);
+                        let b = (self.backoff.get() * 2)
+                            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+                        self.backoff.set(b);
+                        self.next_reload.set(Some(Instant::now() + b));
+                        tracing::error!(target: "weir::filter", filter = %self.plugin.spec.name, "filter VM reload failed: {e}");
+                        Availability::Reject
+                    }
+                }
+            }
+        }
+    }
+
+    /// Create an HTTP context for a stream.
+    pub(crate) fn create_http_context(
+        &self,
+        stream: &Rc<RefCell<StreamData>>,
+    ) -> Result<(u32, u64, Rc<StreamSignal>), CallError> {
+        let id = self.next_ctx.get();
+        self.next_ctx.set(id.wrapping_add(1).max(ROOT_ID + 1));
+        let signal = Rc::new(StreamSignal::default());
+        let gen = {
+            let mut guard = self.inner.borrow_mut();
+            let inst = guard.as_mut().ok_or(CallError::Unavailable)?;
+            inst.store.data_mut().http.insert(
+                id,
+                HttpCtx {
+                    stream: stream.clone(),
+                    signal: signal.clone(),
+                },
+            );
+            self.generation.get()
+        };
+        self.invoke(Phase::ContextCreate, Some(gen), id, |inst| {
+            match &inst.ex.on_context_create {
+                Some(f) => f.call(&mut inst.store, (id as i32, ROOT_ID as i32)),
+                None => Ok(()),
+            }
+        })?;
+        Ok((id, gen, signal))
+    }
+
+    /// Call a headers/body/trailers callback; returns the action (0 = Continue).
+    pub(crate) fn call_phase(
+        &self,
+        phase: Phase,
+        ctx: u32,
+        gen: u64,
+        a: usize,
+        eos: bool,
+    ) -> Result<u32, CallError> {
+        let (ctx_i, a, eos) = (ctx as i32, a as i32, eos as i32);
+        self.invoke(phase, Some(gen), ctx, |inst| {
+            let ex = &inst.ex;
+            let s = &mut inst.store;
+            let headers = |f: &Option<HeadersFn>, s: &mut Store<HostState>| match f {
+                Some(HeadersFn::V2(f)) => f.call(s, (ctx_i, a, eos)),
+                Some(HeadersFn::V1(f)) => f.call(s, (ctx_i, a)),
+                None => Ok(0),
+            };
+            let r = match phase {
+                Phase::RequestHeaders => headers(&ex.on_request_headers, s)?,
+                Phase::ResponseHeaders => headers(&ex.on_response_headers, s)?,
+                Phase::RequestBody => match &ex.on_request_body {
+                    Some(f) => f.call(s, (ctx_i, a, eos))?,
+                    None => 0,
+                },
+                Phase::ResponseBody => match &ex.on_response_body {
+                    Some(f) => f.call(s, (ctx_i, a, eos))?,
+                    None => 0,
+                },
+                Phase::RequestTrailers => match &ex.on_request_trailers {
+                    Some(f) => f.call(s, (ctx_i, a))?,
+                    None => 0,
+                },
+                Phase::ResponseTrailers => match &ex.on_response_trailers {
+                    Some(f) => f.call(s, (ctx_i, a))?,
+                    None => 0,
+                },
+                _ => 0,
+            };
+            Ok(r as u32)
+        })
+    }
+
+    /// End a stream's context: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`, then forget it.
+    pub(crate) fn finish_context(&self, ctx: u32, gen: u64) {
+        let ok = self
+            .invoke(Phase::Done, Some(gen), ctx, |inst| match &inst.ex.on_done {
+                Some(f) => f.call(&mut inst.store, ctx as i32).map(|_| ()),
+                None => Ok(()),
+            })
+            .is_ok();
+        let ok = ok
+            && self
+                .invoke(Phase::Log, Some(gen), ctx, |inst| match &inst.ex.on_log {
+                    Some(f) => f.call(&mut inst.store, ctx as i32),
+                    None => Ok(()),
+                })
+                .is_ok();
+        if ok {
+            let _ = self.invoke(Phase::Delete, Some(gen), ctx, |inst| match &inst.ex.on_delete {
+                Some(f) => f.call(&mut inst.store, ctx as i32),
+                None => Ok(()),
+            });
+        }
+        if let Some(inst) = self.inner.borrow_mut().as_mut() {
+            if gen == self.generation.get() {
+                let state = inst.store.data_mut();
+                state.http.remove(&ctx);
+                if state.effective == ctx {
+                    state.effective = ROOT_ID;
+                }
+            }
+        }
+    }
+
+    /// The failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.plugin.spec.failure
+    }
+
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.plugin.spec.max_body_bytes
+    }
+}
+
+impl Drop for PluginVm {
+    fn drop(&mut self) {
+        if let Some(inst) = self.inner.get_mut().as_mut() {
+            inst.store.set_epoch_deadline(self.deadline_ticks);
+            inst.store.data_mut().effective = ROOT_ID;
+            if let Some(f) = inst.ex.on_done.clone() {
+                let _ = f.call(&mut inst.store, ROOT_ID as i32);
+            }
+            if let Some(f) = inst.ex.on_delete.clone() {
+                let _ = f.call(&mut inst.store, ROOT_ID as i32);
+            }
+        }
+    }
+}
