@@ -4,6 +4,7 @@
 #                                   (Rust, wasm32-unknown-unknown, filters/ workspace)
 #   example_rust_wasi.wasm          (the example Rust filter for wasm32-wasip1)
 #   example_as.wasm                 (AssemblyScript, examples/assemblyscript; needs npm)
+#   example_c.wasm                  (optional C example, examples/c; needs clang + lld)
 #   reactor.wasm command.wasm       (examples/wat, with wat2wasm from Debian's `wabt`;
 #                                    the .wat text is copied too: weir loads it directly)
 # Idempotent and incremental: cargo/npm skip work when nothing changed, and an
@@ -113,6 +114,19 @@ if command -v npm >/dev/null 2>&1; then
   publish "$AS_DIR/build/example_as.wasm" "$OUT/example_as.wasm"
 else
   warn "npm not found: skipping the AssemblyScript example (target/filters/example_as.wasm)"
+fi
+
+# === C example (optional: clang + wasm-ld from Debian's clang and lld) ===
+C_SRC="$ROOT/examples/c/filter.c"
+if command -v clang >/dev/null 2>&1 && command -v wasm-ld >/dev/null 2>&1; then
+  if [[ ! -f "$OUT/example_c.wasm" || "$C_SRC" -nt "$OUT/example_c.wasm" ]]; then
+    clang --target=wasm32-unknown-unknown -O2 -nostdlib -ffreestanding -Wall \
+      -Wl,--no-entry -Wl,--strip-all -o "$OUT/example_c.wasm.tmp" "$C_SRC" &&
+      mv -f "$OUT/example_c.wasm.tmp" "$OUT/example_c.wasm"
+    log "built target/filters/example_c.wasm"
+  fi
+else
+  log "clang/wasm-ld not found (Debian packages clang, lld): skipping the optional C example"
 fi
 
 # === WAT examples ===
