@@ -22,7 +22,31 @@ pub struct Config {
     /// `header:NAME` | `source_ip` | `global` (default `global`).
     #[serde(default = "global")]
     pub key: String,
+    /// How stale buckets are swept (see the crate docs).
+    #[serde(default)]
+    pub eviction: Option<EvictionConfig>,
 }
+
+/// `eviction: {interval: "100ms", batch: 1000}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvictionConfig {
+    /// Sweep period per worker (default 100ms).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub interval: Option<Duration>,
+    /// Queued keys examined per sweep per worker (default 1000).
+    #[serde(default, deserialize_with = "opt_positive")]
+    pub batch: Option<u64>,
+}
+
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    weir_sdk::duration::deserialize(d).map(Some)
+}
+
+/// Default sweep period.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// Default sweep batch.
+pub const DEFAULT_SWEEP_BATCH: usize = 1000;
 
 fn second() -> String {
     "second".to_string()
@@ -54,6 +78,10 @@ pub struct Prepared {
     pub spec: BucketSpec,
     /// The key source.
     pub key: KeySource,
+    /// Sweep period.
+    pub sweep_interval: Duration,
+    /// Keys examined per sweep.
+    pub sweep_batch: usize,
 }
 
 fn parse_per(text: &str) -> Result<Duration, ConfigError> {
@@ -101,6 +129,23 @@ pub fn prepare(c: Config) -> Result<Prepared, ConfigError> {
             burst: c.burst.unwrap_or(c.rate),
         },
         key: parse_key(&c.key)?,
+        sweep_interval: match c.eviction.as_ref().and_then(|e| e.interval) {
+            Some(d) if d < Duration::from_millis(1) => {
+                return Err(ConfigError::field(
+                    "eviction.interval",
+                    "must be at least 1ms",
+                ))
+            }
+            Some(d) => d,
+            None => DEFAULT_SWEEP_INTERVAL,
+        },
+        sweep_batch: c
+            .eviction
+            .as_ref()
+            .and_then(|e| e.batch)
+            .map_or(DEFAULT_SWEEP_BATCH, |b| {
+                usize::try_from(b).unwrap_or(usize::MAX)
+            }),
     })
 }
 
@@ -129,6 +174,12 @@ mod tests {
         assert_eq!(p.spec.burst, 5);
         assert_eq!(p.spec.per, Duration::from_secs(10));
         assert_eq!(p.key, KeySource::SourceIp);
+        assert_eq!(p.sweep_interval, DEFAULT_SWEEP_INTERVAL);
+        let p = load_str(r#"{"rate":5,"eviction":{"interval":"1s","batch":10}}"#).unwrap();
+        assert_eq!(
+            (p.sweep_interval, p.sweep_batch),
+            (Duration::from_secs(1), 10)
+        );
     }
 
     #[test]
@@ -143,6 +194,8 @@ mod tests {
         assert!(e.to_string().starts_with("per: expected second"), "{e}");
         let e = load_str(r#"{"rate":1,"key":"cookie:x"}"#).unwrap_err();
         assert!(e.to_string().starts_with("key: expected"), "{e}");
+        let e = load_str(r#"{"rate":1,"eviction":{"batch":0}}"#).unwrap_err();
+        assert_eq!(e.to_string(), "eviction.batch: expected a positive integer");
         let e = load_str("{}").unwrap_err();
         assert!(e.to_string().contains("missing field `rate`"), "{e}");
     }

@@ -18,8 +18,9 @@
 //!
 //! Eviction (bounded memory under any number of distinct keys): a bucket key is
 //! created on a key's first request and then pushed on a shared queue (one per
-//! filter instance). Every root context (one per worker) ticks once a second and
-//! pops up to [`SWEEP_BUDGET`] queued keys: a bucket that has refilled completely is
+//! filter instance). Every root context (one per worker) ticks every
+//! `eviction.interval` (default 100 ms) and pops up to `eviction.batch` (default 1000)
+//! queued keys — small enough to stay far below a callback deadline: a bucket that has refilled completely is
 //! deleted (an absent bucket *is* a full one, so no decision changes), any other is
 //! queued again. A key thus lives at most its full-refill time (`burst / rate * per`)
 //! plus one sweep round after its last request, and memory is bounded by the number
@@ -31,7 +32,6 @@ pub mod config;
 
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -40,12 +40,6 @@ use weir_sdk::shared::{self, Decision, Eviction};
 use weir_sdk::{headers, properties, respond};
 
 use crate::config::{KeySource, Prepared};
-
-/// Queued keys examined per tick per worker.
-pub const SWEEP_BUDGET: usize = 4096;
-
-/// Sweep period.
-const SWEEP_TICK: Duration = Duration::from_secs(1);
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -109,7 +103,7 @@ impl RootContext for RateLimitRoot {
         if queue.is_none() {
             log::warn!("rate_limit: no shared queue; stale buckets will not be evicted");
         }
-        let _ = hostcalls::set_tick_period(SWEEP_TICK);
+        let _ = hostcalls::set_tick_period(prepared.sweep_interval);
         self.state = Some(Rc::new(State {
             limit_text: prepared.spec.burst.to_string(),
             prepared,
@@ -124,7 +118,7 @@ impl RootContext for RateLimitRoot {
         let Some(queue) = state.queue else { return };
         let now = shared::now_nanos();
         let mut requeued: HashSet<Vec<u8>> = HashSet::new();
-        for _ in 0..SWEEP_BUDGET {
+        for _ in 0..state.prepared.sweep_batch {
             let Ok(Some(entry)) = hostcalls::dequeue_shared_queue(queue) else {
                 break;
             };
