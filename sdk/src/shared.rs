@@ -9,8 +9,10 @@
 //! re-reads. (If a host also checks CAS on absent keys, the loop falls back to an
 //! unconditional create.)
 //!
-//! Removing a key writes an empty value (`remove_shared_data`), which hosts
-//! following proxy-wasm-cpp-host treat as a delete.
+//! Removing a key writes an empty value (as `remove_shared_data` of the proxy-wasm
+//! crate does); hosts should treat that as a delete. Where a host keeps the entry
+//! with an empty value, these helpers read it as absent, so behaviour is the same
+//! (only the key's memory is not reclaimed).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,18 +54,20 @@ pub fn update<R>(
     let mut strict_create = false;
     for _ in 0..MAX_CAS_RETRIES {
         let (current, cas) = get(key)?;
+        // An empty value is a removed key on hosts that keep the entry after a remove.
         let current = current.filter(|v| !v.is_empty());
         let (next, out) = update(current.as_deref());
         let created = current.is_none();
-        let write_cas = match (created, cas) {
-            (false, c) => c,
-            (true, _) if strict_create => None,
-            (true, _) => Some(CREATE_CAS),
+        let write_cas = match cas {
+            // The entry exists (possibly empty): plain compare-and-swap.
+            Some(c) => Some(c),
+            None if strict_create => None,
+            None => Some(CREATE_CAS),
         };
         match hostcalls::set_shared_data(key, Some(&next), write_cas) {
             Ok(()) => return Ok((out, created)),
             Err(Status::CasMismatch) => {
-                if created && matches!(get(key)?, (None, _)) {
+                if cas.is_none() && matches!(get(key)?, (None, None)) {
                     // The host checks CAS on absent keys too: create unconditionally.
                     strict_create = true;
                 }
