@@ -143,6 +143,8 @@ struct Parsed {
 const MAX_PASSES: usize = 64;
 
 fn parse(text: &str) -> Parsed {
+    // Editors on some systems start files with a byte-order mark; it is not part of the YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let (root, mut errors) = match build_tree(text) {
         Ok(v) => v,
         Err(e) => {
@@ -1301,6 +1303,14 @@ clusters:
     }
 
     #[test]
+    fn crlf_and_byte_order_mark() {
+        assert_eq!(errs("admin: 127.0.0.1:1\r\nbogus: 2\r\n").len(), 1);
+        let e = errs("\u{feff}admin: 127.0.0.1:1\nbogus: 2\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("w.yaml:2:1: unknown key `bogus`"), "{e:?}");
+    }
+
+    #[test]
     fn duplicate_keys_are_errors() {
         let e = errs("admin: 127.0.0.1:1\nadmin: 127.0.0.1:2\n");
         assert_eq!(e, vec!["w.yaml:2:1: duplicate key `admin`"]);
@@ -1422,6 +1432,32 @@ clusters:
             let _ = load_str("w.yaml", text);
         }
         assert!(errs("---\nadmin: a\n---\nadmin: b\n")[0].contains("more than one YAML document"));
+    }
+
+    #[test]
+    fn every_prefix_and_byte_flip_of_a_config_is_handled() {
+        let text = "admin: 127.0.0.1:9901\nlisteners:\n  - name: edge\n    address: 127.0.0.1:8080\n    routes:\n      - match: { path_prefix: /a, headers: { x: { regex: \"^a\" } }, method: [GET] }\n        split: { a: 1, \"b.c\": 2 }\n        retries: { attempts: 2, on: [5xx] }\nclusters:\n  - &c { name: a, endpoints: [\"[::1]:1\"], lb: ring_hash, hash_on: source_ip }\n  - <<: *c\n    name: b.c\nfilters:\n  - name: f\n    module: x.wasm\n    config: { a: [1, 2.5, ~, 'q'], b: |\n        text\n      }\n";
+        let base = Path::new("/nonexistent-weir-dir");
+        let mut cuts: Vec<usize> = (0..=text.len())
+            .filter(|i| text.is_char_boundary(*i))
+            .collect();
+        cuts.dedup();
+        for i in cuts {
+            let _ = load_str_validated("w.yaml", &text[..i], base);
+        }
+        let specials = [
+            b'[', b']', b'{', b'}', b':', b'-', b'&', b'*', b'"', b'\'', b'\n', b' ', b'#', b'|',
+            b'!',
+        ];
+        for i in 0..text.len() {
+            for &c in &specials {
+                let mut bytes = text.as_bytes().to_vec();
+                bytes[i] = c;
+                if let Ok(t) = String::from_utf8(bytes) {
+                    let _ = load_str_validated("w.yaml", &t, base);
+                }
+            }
+        }
     }
 
     #[test]
