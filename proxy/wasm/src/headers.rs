@@ -48,7 +48,9 @@ impl HeaderList {
 
     /// All pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
     /// The first value of `name` (case-insensitive).
@@ -136,7 +138,11 @@ impl HeaderList {
         let authority = uri
             .authority()
             .map(|a| a.as_str().as_bytes().to_vec())
-            .or_else(|| headers.get(http::header::HOST).map(|h| h.as_bytes().to_vec()))
+            .or_else(|| {
+                headers
+                    .get(http::header::HOST)
+                    .map(|h| h.as_bytes().to_vec())
+            })
             .unwrap_or_default();
         list.add(":authority", authority);
         list.add(":scheme", uri.scheme_str().unwrap_or(scheme));

@@ -35,14 +35,26 @@ impl MetricKind {
 
 /// Bucket bounds of filter-defined histograms (Envoy's defaults, unitless).
 const FILTER_BUCKETS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
 /// Bucket bounds of `weir_filter_duration_seconds`.
 const DURATION_BUCKETS: [f64; 14] = [
-    0.000_001, 0.000_002_5, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25,
-    0.000_5, 0.001, 0.005, 0.01, 0.1, 1.0,
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.005,
+    0.01,
+    0.1,
+    1.0,
 ];
 
 /// A fixed-bucket histogram with atomic counts.
@@ -329,8 +341,11 @@ impl MetricsRegistry {
 
     /// Write every filter-defined metric and the two filter host metrics.
     pub fn render_prometheus(&self, out: &mut String) {
-        let metrics: Vec<Arc<FilterMetric>> =
-            self.metrics.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let metrics: Vec<Arc<FilterMetric>> = self
+            .metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for m in metrics {
             let name = sanitize(&m.name);
             match m.kind {

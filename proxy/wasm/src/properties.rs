@@ -149,10 +149,12 @@ pub(crate) fn get_property(
                 let end = p.iter().position(|c| *c == b'?').unwrap_or(p.len());
                 p[..end].to_vec()
             }),
-            [b"query"] => rh.get(":path").map(|p| match p.iter().position(|c| *c == b'?') {
-                Some(i) => p[i + 1..].to_vec(),
-                None => Vec::new(),
-            }),
+            [b"query"] => rh
+                .get(":path")
+                .map(|p| match p.iter().position(|c| *c == b'?') {
+                    Some(i) => p[i + 1..].to_vec(),
+                    None => Vec::new(),
+                }),
             [b"host"] => rh.get(":authority").map(<[u8]>::to_vec),
             [b"scheme"] => rh.get(":scheme").map(<[u8]>::to_vec),
             [b"method"] => rh.get(":method").map(<[u8]>::to_vec),
@@ -160,7 +162,9 @@ pub(crate) fn get_property(
             [b"referer"] => rh.get("referer").map(<[u8]>::to_vec),
             [b"headers", more @ ..] => header_map(rh, more),
             [b"trailers", more @ ..] => header_map(&st.request_trailers, more),
-            [b"id"] => opt_s(&info.request_id).or_else(|| rh.get("x-request-id").map(<[u8]>::to_vec)),
+            [b"id"] => {
+                opt_s(&info.request_id).or_else(|| rh.get("x-request-id").map(<[u8]>::to_vec))
+            }
             [b"protocol"] => opt_s(&info.protocol),
             [b"time"] => Some(encode_int(nanos_since_epoch(info.start_time))),
             [b"duration"] => Some(encode_int(info.start_instant.elapsed().as_nanos() as i64)),

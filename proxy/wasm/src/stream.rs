@@ -224,7 +224,11 @@ impl ChainStream {
     /// A property value set by a filter with `proxy_set_property` (path segments joined by NUL).
     pub fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
         let d = self.data.borrow();
-        d.props.iter().rev().find(|(k, _)| k == path).map(|(_, v)| v.clone())
+        d.props
+            .iter()
+            .rev()
+            .find(|(k, _)| k == path)
+            .map(|(_, v)| v.clone())
     }
 
     // === phases ===
@@ -242,7 +246,8 @@ impl ChainStream {
         end_of_stream: bool,
     ) -> Result<BodyFlow, StreamError> {
         self.data.borrow_mut().request_body_size += chunk.len() as u64;
-        self.run_body(Dir::Request, chunk.to_vec(), end_of_stream).await
+        self.run_body(Dir::Request, chunk.to_vec(), end_of_stream)
+            .await
     }
 
     /// Request trailers (end of the request). Filters holding the body get it first with
@@ -257,7 +262,8 @@ impl ChainStream {
     /// Response headers (`:status` + headers).
     pub async fn on_response_headers(&mut self, headers: HeaderList, end_of_stream: bool) -> Flow {
         self.data.borrow_mut().response_headers = headers;
-        self.run_headers(Phase::ResponseHeaders, end_of_stream).await
+        self.run_headers(Phase::ResponseHeaders, end_of_stream)
+            .await
     }
 
     /// One response body chunk.
@@ -267,7 +273,8 @@ impl ChainStream {
         end_of_stream: bool,
     ) -> Result<BodyFlow, StreamError> {
         self.data.borrow_mut().response_body_size += chunk.len() as u64;
-        self.run_body(Dir::Response, chunk.to_vec(), end_of_stream).await
+        self.run_body(Dir::Response, chunk.to_vec(), end_of_stream)
+            .await
     }
 
     /// Response trailers.
@@ -348,7 +355,13 @@ impl ChainStream {
     }
 
     /// Call one filter's callback for `phase`; handle local response, pause and failure.
-    async fn step(&mut self, i: usize, phase: Phase, arg: usize, eos: bool) -> Result<(Step, u32), ()> {
+    async fn step(
+        &mut self,
+        i: usize,
+        phase: Phase,
+        arg: usize,
+        eos: bool,
+    ) -> Result<(Step, u32), ()> {
         let (vm, ctx, gen, signal) = match &self.slots[i].state {
             SlotState::Skip => return Ok((Step::Next, 0)),
             SlotState::Reject => {

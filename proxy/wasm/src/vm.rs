@@ -21,7 +21,9 @@ use crate::limits::{deadline_ticks, MemoryLimitExceeded, MemoryLimiter, MIN_INIT
 use crate::metrics::{FilterStats, Phase};
 use crate::module::CompiledModule;
 use crate::services::{HostServices, HttpCallResponse};
-use crate::state::{CallResponse, ConfigPhase, Effect, HostState, HttpCtx, StreamData, StreamSignal};
+use crate::state::{
+    CallResponse, ConfigPhase, Effect, HostState, HttpCtx, StreamData, StreamSignal,
+};
 use crate::wasi::ProcExit;
 
 /// What happens when a filter traps, runs past its deadline or exceeds its memory.
@@ -117,6 +119,9 @@ pub(crate) enum HeadersFn {
     V2(TypedFunc<(i32, i32, i32), i32>),
 }
 
+/// `proxy_on_http_call_response(root, token, headers, body_size, trailers)`.
+type HttpCallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
 #[derive(Clone, Default)]
 struct Exports {
     on_context_create: Option<TypedFunc<(i32, i32), ()>>,
@@ -130,7 +135,7 @@ struct Exports {
     on_response_headers: Option<HeadersFn>,
     on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
-    on_http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    on_http_call_response: Option<HttpCallResponseFn>,
     on_log: Option<TypedFunc<i32, ()>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_delete: Option<TypedFunc<i32, ()>>,
@@ -404,7 +409,9 @@ impl PluginVm {
             .ok_or(WasmError::NoMemory)?;
         let alloc = match typed::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")? {
             Some(f) => f,
-            None => typed::<i32, i32>(&instance, &mut store, "malloc")?.ok_or(WasmError::NoAllocator)?,
+            None => {
+                typed::<i32, i32>(&instance, &mut store, "malloc")?.ok_or(WasmError::NoAllocator)?
+            }
         };
         store.data_mut().memory = Some(memory);
         store.data_mut().alloc = Some(alloc);
@@ -448,7 +455,10 @@ impl PluginVm {
             store.data_mut().config_phase = ConfigPhase::VmStart;
             store.set_epoch_deadline(init_ticks);
             let ok = f
-                .call(&mut store, (ROOT_ID as i32, spec.vm_configuration.len() as i32))
+                .call(
+                    &mut store,
+                    (ROOT_ID as i32, spec.vm_configuration.len() as i32),
+                )
                 .map_err(|e| vm_err(format!("trapped: {e:#}")))?;
             if ok == 0 {
                 return Err(vm_err("returned false".into()));
@@ -458,7 +468,10 @@ impl PluginVm {
             store.data_mut().config_phase = ConfigPhase::Configure;
             store.set_epoch_deadline(init_ticks);
             let ok = f
-                .call(&mut store, (ROOT_ID as i32, spec.configuration.len() as i32))
+                .call(
+                    &mut store,
+                    (ROOT_ID as i32, spec.configuration.len() as i32),
+                )
                 .map_err(|e| conf_err(format!("trapped: {e:#}")))?;
             if ok == 0 {
                 return Err(conf_err("returned false".into()));
@@ -528,7 +541,8 @@ impl PluginVm {
             .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10));
         self.last_failure.set(Some(now));
         if recent {
-            let b = (self.backoff.get() * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+            let b =
+                (self.backoff.get() * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
             self.backoff.set(b);
             self.next_reload.set(Some(now + b));
         } else {
@@ -666,7 +680,13 @@ impl PluginVm {
             match &inst.ex.on_http_call_response {
                 Some(f) => f.call(
                     &mut inst.store,
-                    (ROOT_ID as i32, token as i32, nh as i32, nb as i32, nt as i32),
+                    (
+                        ROOT_ID as i32,
+                        token as i32,
+                        nh as i32,
+                        nb as i32,
+                        nt as i32,
+                    ),
                 ),
                 None => Ok(()),
             }
@@ -798,9 +818,11 @@ impl PluginVm {
                 })
                 .is_ok();
         if ok {
-            let _ = self.invoke(Phase::Delete, Some(gen), ctx, |inst| match &inst.ex.on_delete {
-                Some(f) => f.call(&mut inst.store, ctx as i32),
-                None => Ok(()),
+            let _ = self.invoke(Phase::Delete, Some(gen), ctx, |inst| {
+                match &inst.ex.on_delete {
+                    Some(f) => f.call(&mut inst.store, ctx as i32),
+                    None => Ok(()),
+                }
             });
         }
         if let Some(inst) = self.inner.borrow_mut().as_mut() {

@@ -10,8 +10,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use crate::abi::{read, write, write_u32, write_u64, Ctx};
 use crate::state::HostState;
@@ -108,11 +108,15 @@ fn add_module(l: &mut Linker<HostState>, m: &str) -> Result<()> {
         },
     )?;
     for name in ["environ_sizes_get", "args_sizes_get"] {
-        l.func_wrap(m, name, |mut c: Ctx<'_>, count: i32, size: i32| -> Result<i32> {
-            write_u32(&mut c, count, 0)?;
-            write_u32(&mut c, size, 0)?;
-            Ok(errno::SUCCESS)
-        })?;
+        l.func_wrap(
+            m,
+            name,
+            |mut c: Ctx<'_>, count: i32, size: i32| -> Result<i32> {
+                write_u32(&mut c, count, 0)?;
+                write_u32(&mut c, size, 0)?;
+                Ok(errno::SUCCESS)
+            },
+        )?;
     }
     for name in ["environ_get", "args_get"] {
         l.func_wrap(m, name, |_c: Ctx<'_>, _a: i32, _b: i32| -> i32 {
@@ -155,27 +159,99 @@ fn add_module(l: &mut Linker<HostState>, m: &str) -> Result<()> {
     stub!(l, m, "fd_fdstat_set_rights", errno::NOSYS, (i32, i64, i64));
     stub!(l, m, "fd_filestat_get", errno::BADF, (i32, i32));
     stub!(l, m, "fd_filestat_set_size", errno::NOSYS, (i32, i64));
-    stub!(l, m, "fd_filestat_set_times", errno::NOSYS, (i32, i64, i64, i32));
+    stub!(
+        l,
+        m,
+        "fd_filestat_set_times",
+        errno::NOSYS,
+        (i32, i64, i64, i32)
+    );
     stub!(l, m, "fd_prestat_get", errno::BADF, (i32, i32));
     stub!(l, m, "fd_prestat_dir_name", errno::BADF, (i32, i32, i32));
     stub!(l, m, "fd_readdir", errno::BADF, (i32, i32, i32, i64, i32));
     stub!(l, m, "fd_renumber", errno::BADF, (i32, i32));
     // Paths: no capability to any directory.
-    stub!(l, m, "path_open", errno::NOTCAPABLE, (i32, i32, i32, i32, i32, i64, i64, i32, i32));
-    stub!(l, m, "path_create_directory", errno::NOTCAPABLE, (i32, i32, i32));
-    stub!(l, m, "path_remove_directory", errno::NOTCAPABLE, (i32, i32, i32));
+    stub!(
+        l,
+        m,
+        "path_open",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i32, i64, i64, i32, i32)
+    );
+    stub!(
+        l,
+        m,
+        "path_create_directory",
+        errno::NOTCAPABLE,
+        (i32, i32, i32)
+    );
+    stub!(
+        l,
+        m,
+        "path_remove_directory",
+        errno::NOTCAPABLE,
+        (i32, i32, i32)
+    );
     stub!(l, m, "path_unlink_file", errno::NOTCAPABLE, (i32, i32, i32));
-    stub!(l, m, "path_filestat_get", errno::NOTCAPABLE, (i32, i32, i32, i32, i32));
-    stub!(l, m, "path_filestat_set_times", errno::NOTCAPABLE, (i32, i32, i32, i32, i64, i64, i32));
-    stub!(l, m, "path_link", errno::NOTCAPABLE, (i32, i32, i32, i32, i32, i32, i32));
-    stub!(l, m, "path_readlink", errno::NOTCAPABLE, (i32, i32, i32, i32, i32, i32));
-    stub!(l, m, "path_rename", errno::NOTCAPABLE, (i32, i32, i32, i32, i32, i32));
-    stub!(l, m, "path_symlink", errno::NOTCAPABLE, (i32, i32, i32, i32, i32));
+    stub!(
+        l,
+        m,
+        "path_filestat_get",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i32)
+    );
+    stub!(
+        l,
+        m,
+        "path_filestat_set_times",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i64, i64, i32)
+    );
+    stub!(
+        l,
+        m,
+        "path_link",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i32, i32, i32)
+    );
+    stub!(
+        l,
+        m,
+        "path_readlink",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i32, i32)
+    );
+    stub!(
+        l,
+        m,
+        "path_rename",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i32, i32)
+    );
+    stub!(
+        l,
+        m,
+        "path_symlink",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i32)
+    );
     // Polling and sockets.
     stub!(l, m, "poll_oneoff", errno::NOSYS, (i32, i32, i32, i32));
     stub!(l, m, "sock_accept", errno::NOTCAPABLE, (i32, i32, i32));
-    stub!(l, m, "sock_recv", errno::NOTCAPABLE, (i32, i32, i32, i32, i32, i32));
-    stub!(l, m, "sock_send", errno::NOTCAPABLE, (i32, i32, i32, i32, i32));
+    stub!(
+        l,
+        m,
+        "sock_recv",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i32, i32)
+    );
+    stub!(
+        l,
+        m,
+        "sock_send",
+        errno::NOTCAPABLE,
+        (i32, i32, i32, i32, i32)
+    );
     stub!(l, m, "sock_shutdown", errno::NOTCAPABLE, (i32, i32));
     Ok(())
 }

@@ -139,7 +139,10 @@ fn exercise(wasm: &[u8], name: &str) {
 
         // Headers and properties.
         let mut s = chain.new_stream(info());
-        assert_eq!(s.on_request_headers(request("/plain?q=1"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/plain?q=1"), true).await,
+            Flow::Continue
+        );
         {
             let h = s.request_headers();
             assert_eq!(h.get_str("x-sdk"), Some("1"));
@@ -151,7 +154,8 @@ fn exercise(wasm: &[u8], name: &str) {
         }
         assert_eq!(s.property(b"weir\0mark"), Some(b"m1".to_vec()));
         assert_eq!(
-            s.on_response_headers(HeaderList::from_pairs([(":status", "200")]), true).await,
+            s.on_response_headers(HeaderList::from_pairs([(":status", "200")]), true)
+                .await,
             Flow::Continue
         );
         assert_eq!(s.response_headers().get_str("x-resp"), Some("1"));
@@ -171,14 +175,20 @@ fn exercise(wasm: &[u8], name: &str) {
 
         // http_call → pause → response → resume.
         let mut s = chain.new_stream(info());
-        assert_eq!(s.on_request_headers(request("/call"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/call"), true).await,
+            Flow::Continue
+        );
         assert_eq!(s.request_headers().get_str("x-call-status"), Some("200"));
         assert_eq!(s.request_headers().get_str("x-call-body"), Some("pong"));
         drop(s);
 
         // Unknown cluster and missing :path are BAD_ARGUMENT.
         let mut s = chain.new_stream(info());
-        assert_eq!(s.on_request_headers(request("/badcall"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/badcall"), true).await,
+            Flow::Continue
+        );
         assert_eq!(
             s.request_headers().get_str("x-call-error"),
             Some("Some(BadArgument) Some(BadArgument)")
@@ -187,17 +197,26 @@ fn exercise(wasm: &[u8], name: &str) {
 
         // Pause resumed from a tick via set_effective_context + continue.
         let mut s = chain.new_stream(info());
-        let flow = tokio::time::timeout(Duration::from_secs(10), s.on_request_headers(request("/tick"), true))
-            .await
-            .expect("tick resumed the stream");
+        let flow = tokio::time::timeout(
+            Duration::from_secs(10),
+            s.on_request_headers(request("/tick"), true),
+        )
+        .await
+        .expect("tick resumed the stream");
         assert_eq!(flow, Flow::Continue);
         assert_eq!(s.request_headers().get_str("x-resumed"), Some("tick"));
         drop(s);
 
         // Body buffered until end of stream, then modified.
         let mut s = chain.new_stream(info());
-        assert_eq!(s.on_request_headers(request("/body"), false).await, Flow::Continue);
-        assert_eq!(s.on_request_body(Bytes::from_static(b"abc"), false).await, Ok(BodyFlow::Hold));
+        assert_eq!(
+            s.on_request_headers(request("/body"), false).await,
+            Flow::Continue
+        );
+        assert_eq!(
+            s.on_request_body(Bytes::from_static(b"abc"), false).await,
+            Ok(BodyFlow::Hold)
+        );
         assert_eq!(
             s.on_request_body(Bytes::from_static(b"def"), true).await,
             Ok(BodyFlow::Continue(Bytes::from_static(b"ABCDEF")))
@@ -205,7 +224,10 @@ fn exercise(wasm: &[u8], name: &str) {
         drop(s);
         // Past max_body_bytes (16): a distinct error → 413.
         let mut s = chain.new_stream(info());
-        assert_eq!(s.on_request_headers(request("/body"), false).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/body"), false).await,
+            Flow::Continue
+        );
         let err = s
             .on_request_body(Bytes::from_static(b"0123456789abcdefXYZ"), false)
             .await
@@ -216,7 +238,10 @@ fn exercise(wasm: &[u8], name: &str) {
 
         // Shared queue: enqueue from a stream, on_queue_ready on the registering VM.
         let mut s = chain.new_stream(info());
-        assert_eq!(s.on_request_headers(request("/queue"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/queue"), true).await,
+            Flow::Continue
+        );
         drop(s);
         let mut seen = None;
         for _ in 0..1000 {
@@ -232,7 +257,10 @@ fn exercise(wasm: &[u8], name: &str) {
     // Metrics.
     let m = host.metrics();
     assert!(m.by_name("sdk_requests_total").unwrap().value() >= 8);
-    assert!(m.by_name("sdk_logs_total").unwrap().value() >= 8, "on_log ran per stream");
+    assert!(
+        m.by_name("sdk_logs_total").unwrap().value() >= 8,
+        "on_log ran per stream"
+    );
     assert_eq!(m.by_name("sdk_gauge").unwrap().value(), 7);
     let mut text = String::new();
     host.render_prometheus(&mut text);
@@ -251,7 +279,10 @@ fn exercise(wasm: &[u8], name: &str) {
                     let chain = FilterChain::new(vec![vm]);
                     for _ in 0..per_worker {
                         let mut s = chain.new_stream(StreamInfo::default());
-                        assert_eq!(s.on_request_headers(request("/cas"), true).await, Flow::Continue);
+                        assert_eq!(
+                            s.on_request_headers(request("/cas"), true).await,
+                            Flow::Continue
+                        );
                     }
                 })
             })

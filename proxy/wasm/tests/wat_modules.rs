@@ -78,7 +78,10 @@ fn reactor_filter_reads_and_writes_headers_and_answers_locally() {
         let vm = vm(&host, &headers_filter(), spec("hdr"));
         let chain = FilterChain::new(vec![vm]);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert_eq!(s.on_request_headers(request("/foo"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/foo"), true).await,
+            Flow::Continue
+        );
         let h = s.request_headers().clone();
         assert_eq!(h.get_str("x-wat"), Some("yes"));
         assert_eq!(h.get_str("x-path"), Some("/foo"));
@@ -140,7 +143,10 @@ fn command_module_with_unused_fs_imports_links_and_runs() {
     run_local(async {
         let chain = FilterChain::new(vec![vm(&host, &wat, spec("cmd"))]);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert_eq!(s.on_request_headers(request("/"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/"), true).await,
+            Flow::Continue
+        );
         assert_eq!(s.request_headers().get_str("x-started"), Some("yes"));
     });
 }
@@ -177,7 +183,10 @@ fn abi_0_1_0_module_runs() {
         assert_eq!(vm.plugin().module().abi(), weir_wasm::AbiVersion::V0_1_0);
         let chain = FilterChain::new(vec![vm]);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert_eq!(s.on_request_headers(request("/"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/"), true).await,
+            Flow::Continue
+        );
         assert_eq!(s.request_headers().get_str("x-v010"), Some(r#"{"a":1}"#));
     });
 }
@@ -258,10 +267,15 @@ fn every_env_hostcall_links_with_the_spec_signature_and_grpc_is_unimplemented() 
     let host = WasmHost::new().unwrap();
     let bytes = wat::parse_str(&wat).unwrap();
     let module = host.compile(&bytes).unwrap();
-    assert!(module.unknown_imports().is_empty(), "{:?}", module.unknown_imports());
+    assert!(
+        module.unknown_imports().is_empty(),
+        "{:?}",
+        module.unknown_imports()
+    );
     run_local(async {
         let plugin = host.prepare(spec("all"), module);
-        PluginVm::new(&plugin, std::rc::Rc::new(weir_wasm::NoServices)).expect("configure returned true");
+        PluginVm::new(&plugin, std::rc::Rc::new(weir_wasm::NoServices))
+            .expect("configure returned true");
     });
 }
 
@@ -342,7 +356,11 @@ fn looping_request() -> HeaderList {
 fn deadline_stops_an_infinite_loop_fail_closed() {
     let host = WasmHost::new().unwrap();
     run_local(async {
-        let looping = vm(&host, &looping_filter(), spec_with("loop", FailurePolicy::FailClosed));
+        let looping = vm(
+            &host,
+            &looping_filter(),
+            spec_with("loop", FailurePolicy::FailClosed),
+        );
         let other = vm(&host, &headers_filter(), spec("other"));
         let chain = FilterChain::new(vec![looping.clone()]);
         let started = Instant::now();
@@ -358,15 +376,29 @@ fn deadline_stops_an_infinite_loop_fail_closed() {
         assert_eq!(looping.plugin().stats().errors(FailureKind::Timeout), 1);
         // Fail closed: the VM stays failed.
         let mut s = chain.new_stream(StreamInfo::default());
-        assert!(matches!(s.on_request_headers(request("/"), true).await, Flow::LocalResponse(_)));
+        assert!(matches!(
+            s.on_request_headers(request("/"), true).await,
+            Flow::LocalResponse(_)
+        ));
         // Another filter on the same worker keeps serving.
         let chain2 = FilterChain::new(vec![other]);
         let mut s = chain2.new_stream(StreamInfo::default());
-        assert_eq!(s.on_request_headers(request("/x"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/x"), true).await,
+            Flow::Continue
+        );
         let mut text = String::new();
         host.render_prometheus(&mut text);
-        assert!(text.contains(r#"weir_filter_errors_total{filter="loop",kind="timeout"} 1"#), "{text}");
-        assert!(text.contains(r#"weir_filter_duration_seconds_count{filter="other",phase="request_headers"}"#), "{text}");
+        assert!(
+            text.contains(r#"weir_filter_errors_total{filter="loop",kind="timeout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_filter_duration_seconds_count{filter="other",phase="request_headers"}"#
+            ),
+            "{text}"
+        );
     });
 }
 
@@ -374,15 +406,29 @@ fn deadline_stops_an_infinite_loop_fail_closed() {
 fn fail_open_skips_the_failed_filter() {
     let host = WasmHost::new().unwrap();
     run_local(async {
-        let looping = vm(&host, &looping_filter(), spec_with("loop-open", FailurePolicy::FailOpen));
+        let looping = vm(
+            &host,
+            &looping_filter(),
+            spec_with("loop-open", FailurePolicy::FailOpen),
+        );
         let hdr = vm(&host, &headers_filter(), spec("hdr2"));
         let chain = FilterChain::new(vec![looping, hdr]);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert_eq!(s.on_request_headers(looping_request(), true).await, Flow::Continue);
-        assert_eq!(s.request_headers().get_str("x-wat"), Some("yes"), "next filter ran");
+        assert_eq!(
+            s.on_request_headers(looping_request(), true).await,
+            Flow::Continue
+        );
+        assert_eq!(
+            s.request_headers().get_str("x-wat"),
+            Some("yes"),
+            "next filter ran"
+        );
         drop(s);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert_eq!(s.on_request_headers(request("/"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/"), true).await,
+            Flow::Continue
+        );
     });
 }
 
@@ -390,15 +436,25 @@ fn fail_open_skips_the_failed_filter() {
 fn reload_rebuilds_the_vm() {
     let host = WasmHost::new().unwrap();
     run_local(async {
-        let looping = vm(&host, &looping_filter(), spec_with("loop-reload", FailurePolicy::Reload));
+        let looping = vm(
+            &host,
+            &looping_filter(),
+            spec_with("loop-reload", FailurePolicy::Reload),
+        );
         let chain = FilterChain::new(vec![looping.clone()]);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert!(matches!(s.on_request_headers(looping_request(), true).await, Flow::LocalResponse(_)));
+        assert!(matches!(
+            s.on_request_headers(looping_request(), true).await,
+            Flow::LocalResponse(_)
+        ));
         drop(s);
         assert!(looping.is_failed());
         // The first reload is immediate: the next stream works again.
         let mut s = chain.new_stream(StreamInfo::default());
-        assert_eq!(s.on_request_headers(request("/"), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(request("/"), true).await,
+            Flow::Continue
+        );
         assert!(!looping.is_failed());
     });
 }
@@ -419,7 +475,9 @@ fn memory_growth_past_the_cap_traps_cleanly() {
         let v = vm(&host, &wat, sp);
         let chain = FilterChain::new(vec![v.clone()]);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert!(matches!(s.on_request_headers(request("/"), true).await, Flow::LocalResponse(lr) if lr.status == 503));
+        assert!(
+            matches!(s.on_request_headers(request("/"), true).await, Flow::LocalResponse(lr) if lr.status == 503)
+        );
         assert_eq!(v.plugin().stats().errors(FailureKind::Oom), 1);
     });
 }
@@ -452,7 +510,10 @@ fn bad_guest_pointer_traps_instead_of_panicking() {
         let v = vm(&host, &wat, spec("badptr"));
         let chain = FilterChain::new(vec![v.clone()]);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert!(matches!(s.on_request_headers(request("/"), true).await, Flow::LocalResponse(_)));
+        assert!(matches!(
+            s.on_request_headers(request("/"), true).await,
+            Flow::LocalResponse(_)
+        ));
         assert_eq!(v.plugin().stats().errors(FailureKind::Trap), 1);
     });
     let _ = Bytes::new();

@@ -14,8 +14,8 @@
 //! `set` replaces `size` bytes at `start` (clamped): `start=0,size=0` prepends, `start>=len`
 //! appends, `start=0,size>=len` replaces everything.
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read, return_bytes, return_none, status, write_u32, Ctx};
 use crate::state::HostState;
@@ -33,8 +33,15 @@ fn get_range(s: &HostState, t: i32, start: usize, max: usize) -> Result<Vec<u8>,
     match t {
         0 | 1 => {
             let ctx = s.current_http().ok_or(status::NOT_FOUND)?;
-            let st = ctx.stream.try_borrow().map_err(|_| status::INTERNAL_FAILURE)?;
-            let b = if t == 0 { &st.request_body } else { &st.response_body };
+            let st = ctx
+                .stream
+                .try_borrow()
+                .map_err(|_| status::INTERNAL_FAILURE)?;
+            let b = if t == 0 {
+                &st.request_body
+            } else {
+                &st.response_body
+            };
             Ok(slice_of(b, start, max))
         }
         4 => {
@@ -56,10 +63,22 @@ fn len_of(s: &HostState, t: i32) -> Result<usize, i32> {
     match t {
         0 | 1 => {
             let ctx = s.current_http().ok_or(status::NOT_FOUND)?;
-            let st = ctx.stream.try_borrow().map_err(|_| status::INTERNAL_FAILURE)?;
-            Ok(if t == 0 { st.request_body.len() } else { st.response_body.len() })
+            let st = ctx
+                .stream
+                .try_borrow()
+                .map_err(|_| status::INTERNAL_FAILURE)?;
+            Ok(if t == 0 {
+                st.request_body.len()
+            } else {
+                st.response_body.len()
+            })
         }
-        4 => Ok(s.call_response.as_ref().ok_or(status::NOT_FOUND)?.body.len()),
+        4 => Ok(s
+            .call_response
+            .as_ref()
+            .ok_or(status::NOT_FOUND)?
+            .body
+            .len()),
         6 => Ok(s.plugin.spec.vm_configuration.len()),
         7 => Ok(s.plugin.spec.configuration.len()),
         8 => Ok(s.foreign_args.as_ref().ok_or(status::NOT_FOUND)?.len()),

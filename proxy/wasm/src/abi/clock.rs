@@ -5,8 +5,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{status, write_u64, Ctx};
 use crate::state::HostState;

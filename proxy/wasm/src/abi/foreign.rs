@@ -2,8 +2,8 @@
 //! [`crate::HostServices::call_foreign_function`]. Any context. Unknown name: NOT_FOUND; a
 //! failing function: INTERNAL_FAILURE; empty results are OK with a null pointer.
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read, read_string, return_bytes, return_none, status, Ctx};
 use crate::state::HostState;
@@ -12,7 +12,14 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         "env",
         "proxy_call_foreign_function",
-        |mut c: Ctx<'_>, np: i32, nl: i32, ap: i32, al: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
+        |mut c: Ctx<'_>,
+         np: i32,
+         nl: i32,
+         ap: i32,
+         al: i32,
+         ret_ptr: i32,
+         ret_len: i32|
+         -> Result<i32> {
             let Some(name) = read_string(&mut c, np, nl)? else {
                 return Ok(status::BAD_ARGUMENT);
             };

@@ -3,8 +3,8 @@
 //! gRPC client for filters yet). `proxy_get_status` answers OK with gRPC code 12
 //! (UNIMPLEMENTED) and no message.
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{return_none, status, write_u32, Ctx};
 use crate::state::HostState;
@@ -50,12 +50,16 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
             Ok(status::UNIMPLEMENTED)
         },
     )?;
-    l.func_wrap("env", "proxy_grpc_cancel", |_c: Ctx<'_>, _t: i32| -> Result<i32> {
-        Ok(status::UNIMPLEMENTED)
-    })?;
-    l.func_wrap("env", "proxy_grpc_close", |_c: Ctx<'_>, _t: i32| -> Result<i32> {
-        Ok(status::UNIMPLEMENTED)
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_grpc_cancel",
+        |_c: Ctx<'_>, _t: i32| -> Result<i32> { Ok(status::UNIMPLEMENTED) },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_grpc_close",
+        |_c: Ctx<'_>, _t: i32| -> Result<i32> { Ok(status::UNIMPLEMENTED) },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_status",

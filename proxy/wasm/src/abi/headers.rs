@@ -14,8 +14,8 @@
 //! gives OK and an empty map (the Rust SDK accepts only OK there); a missing value is NOT_FOUND;
 //! modifying an unavailable map is NOT_FOUND; an unknown map type is BAD_ARGUMENT.
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read, return_bytes, return_none, status, write_u32, Ctx};
 use crate::headers::HeaderList;
@@ -48,7 +48,11 @@ fn with_map<R>(
                 return Err(status::NOT_FOUND);
             }
             let r = s.call_response.as_mut().ok_or(status::NOT_FOUND)?;
-            Ok(f(if t == 6 { &mut r.headers } else { &mut r.trailers }))
+            Ok(f(if t == 6 {
+                &mut r.headers
+            } else {
+                &mut r.trailers
+            }))
         }
         4 | 5 => Err(status::NOT_FOUND),
         _ => Err(status::BAD_ARGUMENT),
@@ -106,7 +110,9 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
         "proxy_get_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
             let key = read(&mut c, kp, kl)?;
-            match with_map(c.data_mut(), t, false, |m| m.get_bytes(&key).map(<[u8]>::to_vec)) {
+            match with_map(c.data_mut(), t, false, |m| {
+                m.get_bytes(&key).map(<[u8]>::to_vec)
+            }) {
                 Ok(Some(v)) => {
                     // Allocated even when empty, so SDKs see Some("") rather than None.
                     return_bytes(&mut c, &v, ret_ptr, ret_len)?;

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use wasmtime::Result;
 use bytes::Bytes;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read, read_string, status, write_u32, Ctx};
 use crate::headers::HeaderList;

@@ -3,8 +3,8 @@
 //! context). (`proxy_continue_request`, `proxy_continue_response` and `proxy_clear_route_cache`
 //! live with the other stream-control calls in [`super::stream_control`].)
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{return_bytes, return_none, status, Ctx};
 use crate::state::{ConfigPhase, HostState};

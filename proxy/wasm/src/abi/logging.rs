@@ -3,9 +3,9 @@
 //! `weir::filter` and the filter name. Also the AssemblyScript runtime's `env.abort`
 //! (traps with the message), `env.trace` (logs) and `env.seed` (random f64).
 
-use wasmtime::{format_err, Result};
 use tracing::level_filters::LevelFilter;
 use wasmtime::Linker;
+use wasmtime::{format_err, Result};
 
 use super::{read, status, write_u32, Ctx};
 use crate::state::HostState;
@@ -86,7 +86,15 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         "env",
         "trace",
-        |mut c: Ctx<'_>, msg: i32, n: i32, a0: f64, a1: f64, a2: f64, a3: f64, a4: f64| -> Result<()> {
+        |mut c: Ctx<'_>,
+         msg: i32,
+         n: i32,
+         a0: f64,
+         a1: f64,
+         a2: f64,
+         a3: f64,
+         a4: f64|
+         -> Result<()> {
             let msg = read_utf16(&mut c, msg).unwrap_or_default();
             let args = [a0, a1, a2, a3, a4];
             let n = (n.clamp(0, 5)) as usize;

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read_string, status, write_u32, write_u64, Ctx};
 use crate::metrics::{FilterMetric, MetricKind};

@@ -105,7 +105,12 @@ pub(crate) fn write_u64(c: &mut Ctx<'_>, ptr: i32, v: u64) -> Result<()> {
 
 /// Allocate `bytes.len()` in the guest (`proxy_on_memory_allocate`/`malloc`), copy `bytes`
 /// there and store pointer and size at `ret_ptr`/`ret_len`.
-pub(crate) fn return_bytes(c: &mut Ctx<'_>, bytes: &[u8], ret_ptr: i32, ret_len: i32) -> Result<()> {
+pub(crate) fn return_bytes(
+    c: &mut Ctx<'_>,
+    bytes: &[u8],
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Result<()> {
     let alloc = c
         .data()
         .alloc
@@ -113,7 +118,10 @@ pub(crate) fn return_bytes(c: &mut Ctx<'_>, bytes: &[u8], ret_ptr: i32, ret_len:
         .ok_or_else(|| format_err!("module exports no allocator"))?;
     let p = alloc.call(&mut *c, bytes.len() as i32)? as u32;
     if p == 0 && !bytes.is_empty() {
-        return Err(format_err!("filter allocator returned null for {} bytes", bytes.len()));
+        return Err(format_err!(
+            "filter allocator returned null for {} bytes",
+            bytes.len()
+        ));
     }
     write(c, p, bytes)?;
     write_u32(c, ret_ptr, p)?;

@@ -5,8 +5,8 @@
 //! filter of the same stream; values set on the root context by that VM. See
 //! [`crate::properties`] for the list and the encodings. Unknown: NOT_FOUND.
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read, return_bytes, return_none, status, Ctx};
 use crate::state::HostState;
@@ -16,9 +16,17 @@ fn lookup(s: &HostState, raw: &[u8]) -> Option<Vec<u8>> {
     match s.current_http() {
         Some(ctx) => {
             let st = ctx.stream.try_borrow().ok()?;
-            crate::properties::get_property(&segments, Some(&st), &s.plugin.spec, &s.root_props, raw)
+            crate::properties::get_property(
+                &segments,
+                Some(&st),
+                &s.plugin.spec,
+                &s.root_props,
+                raw,
+            )
         }
-        None => crate::properties::get_property(&segments, None, &s.plugin.spec, &s.root_props, raw),
+        None => {
+            crate::properties::get_property(&segments, None, &s.plugin.spec, &s.root_props, raw)
+        }
     }
 }
 

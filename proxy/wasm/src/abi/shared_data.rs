@@ -8,23 +8,29 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use wasmtime::Result;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read, return_bytes, return_none, status, write_u32, Ctx};
 use crate::state::HostState;
 
+/// Entries of one vm_id: key → (value, cas).
+type VmEntries = HashMap<Vec<u8>, (Vec<u8>, u32)>;
+
 /// The process-wide shared-data store.
 #[derive(Debug, Default)]
 pub struct SharedData {
-    map: Mutex<HashMap<String, HashMap<Vec<u8>, (Vec<u8>, u32)>>>,
+    map: Mutex<HashMap<String, VmEntries>>,
     next_cas: AtomicU32,
 }
 
 impl SharedData {
     fn cas(&self) -> u32 {
         loop {
-            let c = self.next_cas.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            let c = self
+                .next_cas
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1);
             if c != 0 {
                 return c;
             }
@@ -61,7 +67,13 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
     l.func_wrap(
         "env",
         "proxy_get_shared_data",
-        |mut c: Ctx<'_>, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32, ret_cas: i32| -> Result<i32> {
+        |mut c: Ctx<'_>,
+         kp: i32,
+         kl: i32,
+         ret_ptr: i32,
+         ret_len: i32,
+         ret_cas: i32|
+         -> Result<i32> {
             let key = read(&mut c, kp, kl)?;
             let s = c.data();
             match s.shared_data.get(&s.plugin.spec.vm_id, &key) {
@@ -85,7 +97,9 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
             let key = read(&mut c, kp, kl)?;
             let value = read(&mut c, vp, vl)?;
             let s = c.data();
-            if s.shared_data.set(&s.plugin.spec.vm_id, &key, value, cas as u32) {
+            if s.shared_data
+                .set(&s.plugin.spec.vm_id, &key, value, cas as u32)
+            {
                 Ok(status::OK)
             } else {
                 Ok(status::CAS_MISMATCH)

@@ -9,9 +9,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use wasmtime::Result;
 use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read, read_string, return_bytes, return_none, status, write_u32, Ctx};
 use crate::state::HostState;
@@ -125,7 +125,8 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_resolve_shared_queue",
         |mut c: Ctx<'_>, vp: i32, vl: i32, np: i32, nl: i32, ret: i32| -> Result<i32> {
-            let (Some(vm_id), Some(name)) = (read_string(&mut c, vp, vl)?, read_string(&mut c, np, nl)?)
+            let (Some(vm_id), Some(name)) =
+                (read_string(&mut c, vp, vl)?, read_string(&mut c, np, nl)?)
             else {
                 return Ok(status::BAD_ARGUMENT);
             };

@@ -10,9 +10,9 @@
 //! chain: the proxy answers with it instead of forwarding (from request phases) or replaces the
 //! upstream response (from response phases). Close resets the stream.
 
-use wasmtime::Result;
 use bytes::Bytes;
 use wasmtime::Linker;
+use wasmtime::Result;
 
 use super::{read, status, Ctx};
 use crate::headers::HeaderList;
@@ -42,12 +42,16 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
             }
         },
     )?;
-    l.func_wrap("env", "proxy_continue_request", |c: Ctx<'_>| -> Result<i32> {
-        Ok(resume(c.data()))
-    })?;
-    l.func_wrap("env", "proxy_continue_response", |c: Ctx<'_>| -> Result<i32> {
-        Ok(resume(c.data()))
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_continue_request",
+        |c: Ctx<'_>| -> Result<i32> { Ok(resume(c.data())) },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_continue_response",
+        |c: Ctx<'_>| -> Result<i32> { Ok(resume(c.data())) },
+    )?;
     l.func_wrap(
         "env",
         "proxy_close_stream",
@@ -65,14 +69,18 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
             Ok(status::OK)
         },
     )?;
-    l.func_wrap("env", "proxy_clear_route_cache", |c: Ctx<'_>| -> Result<i32> {
-        if let Some(ctx) = c.data().current_http() {
-            if let Ok(mut st) = ctx.stream.try_borrow_mut() {
-                st.route_cache_cleared = true;
+    l.func_wrap(
+        "env",
+        "proxy_clear_route_cache",
+        |c: Ctx<'_>| -> Result<i32> {
+            if let Some(ctx) = c.data().current_http() {
+                if let Ok(mut st) = ctx.stream.try_borrow_mut() {
+                    st.route_cache_cleared = true;
+                }
             }
-        }
-        Ok(status::OK)
-    })?;
+            Ok(status::OK)
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_send_local_response",

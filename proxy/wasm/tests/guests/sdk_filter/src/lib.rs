@@ -59,7 +59,8 @@ impl RootContext for Root {
         let pending: Vec<u32> = PENDING.with(|p| p.borrow_mut().drain(..).collect());
         for id in pending {
             hostcalls::set_effective_context(id).unwrap();
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-resumed", Some("tick")).unwrap();
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-resumed", Some("tick"))
+                .unwrap();
             hostcalls::resume_http_request().unwrap();
         }
     }
@@ -89,7 +90,9 @@ struct Http {
 
 impl Context for Http {
     fn on_http_call_response(&mut self, _token: u32, _nh: usize, body_size: usize, _nt: usize) {
-        let status = self.get_http_call_response_header(":status").unwrap_or_default();
+        let status = self
+            .get_http_call_response_header(":status")
+            .unwrap_or_default();
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
@@ -130,7 +133,10 @@ impl HttpContext for Http {
         }
         if let Some(v) = self.get_property(vec!["source", "port"]) {
             if let Ok(b) = <[u8; 8]>::try_from(v.as_slice()) {
-                self.set_http_request_header("x-source-port", Some(&i64::from_le_bytes(b).to_string()));
+                self.set_http_request_header(
+                    "x-source-port",
+                    Some(&i64::from_le_bytes(b).to_string()),
+                );
             }
         }
         self.set_property(vec!["weir", "mark"], Some(b"m1"));
@@ -147,7 +153,11 @@ impl HttpContext for Http {
             }
             "/call" => match self.dispatch_http_call(
                 "upstream",
-                vec![(":method", "GET"), (":path", "/echo"), (":authority", "upstream")],
+                vec![
+                    (":method", "GET"),
+                    (":path", "/echo"),
+                    (":authority", "upstream"),
+                ],
                 None,
                 vec![],
                 Duration::from_secs(5),
@@ -189,7 +199,9 @@ impl HttpContext for Http {
                 Action::Continue
             }
             "/queue" => {
-                let q = hostcalls::resolve_shared_queue("sdk", "q").unwrap().unwrap();
+                let q = hostcalls::resolve_shared_queue("sdk", "q")
+                    .unwrap()
+                    .unwrap();
                 hostcalls::enqueue_shared_queue(q, Some(b"hello")).unwrap();
                 Action::Continue
             }
