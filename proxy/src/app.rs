@@ -22,7 +22,7 @@ pub struct RunOptions {
 
 /// Loads and validates a config file; every error as `file:line:column: message`.
 pub fn load(path: &Path) -> Result<Config, Vec<String>> {
-    let cfg = config::load_file(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let cfg = config::load_file_validated(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     Ok(cfg)
 }
 
@@ -34,22 +34,44 @@ fn base_dir(path: &Path) -> PathBuf {
 pub fn validate(path: &Path) -> Result<(), Vec<String>> {
     let cfg = load(path)?;
     let metrics = Registry::default();
-    Snapshot::build(0, cfg, &base_dir(path), None, &metrics).map(|_| ())
+    let wasm = weir_wasm::WasmHost::new().map_err(|e| vec![e.to_string()])?;
+    let snap = Snapshot::build(0, cfg, &base_dir(path), None, &metrics, &wasm)?;
+    // Instantiate every filter once, as a worker would: proxy_on_vm_start + proxy_on_configure.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| vec![e.to_string()])?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let services: std::rc::Rc<dyn weir_wasm::HostServices> = std::rc::Rc::new(weir_wasm::NoServices);
+        crate::wasm::worker::WorkerFilters::prepare(&snap, services).map(|_| ())
+    })
 }
 
 /// Rebuilds the snapshot from `path` and publishes it; failures keep the old one and count as
 /// rejected swaps.
 pub fn reload(shared: &Shared, path: &Path, lock: &Mutex<()>) -> Result<u64, String> {
+    let cfg = load(path);
+    swap(shared, cfg, &base_dir(path), lock)
+}
+
+/// The swap protocol of DESIGN.md §2 for an already parsed config: build (compile filters),
+/// prepare on every worker, publish only if all succeeded. Blocking: call it off the workers.
+pub fn swap(
+    shared: &Shared,
+    cfg: Result<Config, Vec<String>>,
+    base: &Path,
+    lock: &Mutex<()>,
+) -> Result<u64, String> {
     let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-    let result = load(path).and_then(|cfg| {
+    let result = cfg.and_then(|cfg| {
         let prev = shared.snapshot.load_full();
-        let version = prev.version + 1;
-        Snapshot::build(version, cfg, &base_dir(path), Some(&prev), &shared.metrics)
+        let version = shared.take_version();
+        let snap = Snapshot::build(version, cfg, base, Some(&prev), &shared.metrics, &shared.wasm)?;
+        tokio::runtime::Handle::current().block_on(shared.apply(snap))
     });
     match result {
-        Ok(snap) => {
-            let v = snap.version;
-            shared.publish(snap);
+        Ok(v) => {
             tracing::info!(version = v, "configuration swapped");
             Ok(v)
         }
@@ -146,8 +168,13 @@ impl Proxy {
         let metrics = Arc::new(Registry::default());
         let admin_addr = opts.admin.clone().or_else(|| cfg.admin.clone());
         let listeners_cfg = cfg.listeners.clone();
-        let snap = Snapshot::build(1, cfg, base, None, &metrics)?;
-        let shared = Shared::new(snap, metrics, workers, opts.node.clone());
+        let wasm = weir_wasm::WasmHost::new().map_err(|e| vec![e.to_string()])?;
+        {
+            let w = wasm.clone();
+            metrics.add_renderer(Arc::new(move |out: &mut String| w.render_prometheus(out)));
+        }
+        let snap = Snapshot::build(1, cfg, base, None, &metrics, &wasm)?;
+        let (shared, commands) = Shared::new(snap, metrics, wasm, workers, opts.node.clone());
         let bound = listener::bind_all(&listeners_cfg, workers).map_err(|e| vec![e.to_string()])?;
         let reload_lock = Arc::new(Mutex::new(()));
         let reloader: crate::admin::Reloader = {
@@ -174,8 +201,8 @@ impl Proxy {
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::new();
-        for (id, sockets) in bound.per_worker.into_iter().enumerate() {
-            let t = listener::spawn_worker(id, shared.clone(), sockets, shutdown_rx.clone(), ready_tx.clone())
+        for ((id, sockets), cmds) in bound.per_worker.into_iter().enumerate().zip(commands) {
+            let t = listener::spawn_worker(id, shared.clone(), sockets, shutdown_rx.clone(), cmds, ready_tx.clone())
                 .map_err(|e| vec![format!("cannot start worker {id}: {e}")])?;
             threads.push(t);
         }

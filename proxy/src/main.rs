@@ -33,6 +33,9 @@ enum Cmd {
         #[arg(long, default_value = "weir")]
         node: String,
     },
+    /// A tour: in-process upstreams, the proxy on an embedded config with the built-in filters,
+    /// and traffic, printing what happens.
+    Demo,
     /// Measure the proxy and its filter chain: in-process upstream + proxy + load.
     Bench {
         #[arg(long)]
@@ -82,6 +85,7 @@ fn main() {
         Cmd::Run { config, watch, workers, admin, node } => {
             weir::app::run(weir::app::RunOptions { config, workers, admin, watch, node })
         }
+        Cmd::Demo => weir::demo::demo(),
         Cmd::Bench { config, duration, connections, rate, http2, json, workers, path } => {
             weir::bench::run::bench(weir::bench::run::BenchOptions {
                 config,

@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub swapped_at: SystemTime,
     pub listeners: HashMap<String, Arc<ListenerState>>,
     pub clusters: HashMap<String, Arc<ClusterState>>,
+    /// Compiled, prepared filters by name (VMs are made per worker from these).
+    pub filters: crate::wasm::load::Prepared,
     cluster_ids: HashSet<u64>,
 }
 
@@ -45,8 +47,16 @@ impl Snapshot {
         base_dir: &Path,
         prev: Option<&Snapshot>,
         metrics: &Registry,
+        wasm: &weir_wasm::WasmHost,
     ) -> Result<Snapshot, Vec<String>> {
         let mut errors = Vec::new();
+        let filters = match crate::wasm::load::prepare_filters(&config, base_dir, wasm) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.extend(e);
+                Default::default()
+            }
+        };
         let mut clusters = HashMap::new();
         for c in &config.clusters {
             if let Some(old) = prev.and_then(|p| p.clusters.get(&c.name)) {
@@ -128,6 +138,7 @@ impl Snapshot {
             swapped_at: SystemTime::now(),
             listeners,
             clusters,
+            filters,
             cluster_ids,
         })
     }

@@ -96,3 +96,31 @@ pub fn client_config(
     cfg.alpn_protocols = if http2 { vec![b"h2".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     Ok(Arc::new(cfg))
 }
+
+/// What a verified peer certificate says about the peer (for `connection.*` properties and the
+/// access log's principal).
+#[derive(Debug, Clone, Default)]
+pub struct PeerIdentity {
+    pub uri_sans: Vec<String>,
+    pub dns_sans: Vec<String>,
+    pub subject: Option<String>,
+}
+
+/// Reads SANs and subject of a DER certificate; an unparsable certificate yields nothing.
+pub fn peer_identity(cert: &CertificateDer<'_>) -> PeerIdentity {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, x)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return PeerIdentity::default();
+    };
+    let mut id = PeerIdentity { subject: Some(x.subject().to_string()), ..Default::default() };
+    if let Ok(Some(san)) = x.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::URI(u) => id.uri_sans.push(u.to_string()),
+                GeneralName::DNSName(d) => id.dns_sans.push(d.to_string()),
+                _ => {}
+            }
+        }
+    }
+    id
+}

@@ -372,7 +372,7 @@ pub struct Filter {
     pub on_error: OnError,
     #[serde(default)]
     pub vm_id: String,
-    /// Root context id the filter looks up (`plugin_root_id`); defaults to the filter name.
+    /// Root context id (`plugin_root_id`); empty by default, as in Envoy.
     #[serde(default)]
     pub root_id: Option<String>,
     #[serde(default)]

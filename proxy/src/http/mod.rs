@@ -21,5 +21,8 @@ pub mod server;
 
 /// Error type carried by streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Body type used in both directions.
+/// `Send` body: upstream requests, admin responses, local responses.
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+/// Downstream response body (`!Send`: may run response filters on the worker).
+pub type ResponseBody =
+    std::pin::Pin<Box<dyn http_body::Body<Data = bytes::Bytes, Error = BoxError>>>;

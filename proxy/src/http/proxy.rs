@@ -2,7 +2,7 @@
 
 use super::body::{BodyEnd, LimitedBody, ObservedBody};
 use super::error::{classify_client_error, full, ProxyError};
-use super::{headers, BoxError, ProxyBody};
+use super::{headers, BoxError, ProxyBody, ResponseBody};
 use crate::access_log::AccessLogEntry;
 use crate::cluster::balancer::PickContext;
 use crate::cluster::pool::WorkerPools;
@@ -12,6 +12,7 @@ use crate::route::matcher::RequestView;
 use crate::route::CompiledRoute;
 use crate::shared::Shared;
 use crate::snapshot::ListenerState;
+use crate::wasm::worker::WorkerFilters;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Version};
 use http_body::Body as _;
@@ -29,6 +30,49 @@ pub struct Worker {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub pools: WorkerPools,
+    /// Filter VMs by snapshot version (the running one, and one being prepared).
+    pub filters: std::cell::RefCell<std::collections::BTreeMap<u64, Rc<WorkerFilters>>>,
+    /// What filters may call on this worker (`proxy_http_call`).
+    pub services: Rc<dyn weir_wasm::HostServices>,
+}
+
+impl Worker {
+    /// Creates the worker context (its host services point back at it).
+    pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Worker> {
+        Rc::new_cyclic(|weak| Worker {
+            id,
+            shared,
+            pools: Default::default(),
+            filters: Default::default(),
+            services: Rc::new(crate::wasm::services::ProxyServices { worker: weak.clone() }),
+        })
+    }
+
+    /// Prepares (instantiates) the filters of `snap` on this worker.
+    pub fn prepare(&self, snap: &crate::snapshot::Snapshot) -> Result<(), Vec<String>> {
+        let f = WorkerFilters::prepare(snap, self.services.clone())?;
+        self.filters.borrow_mut().insert(snap.version, Rc::new(f));
+        Ok(())
+    }
+
+    /// Drops what was prepared for a version that will not be published.
+    pub fn discard(&self, version: u64) {
+        self.filters.borrow_mut().remove(&version);
+    }
+
+    /// The filters of published snapshot `version`; older versions are let go (their VMs end
+    /// when their last in-flight request does).
+    pub fn filters_for(&self, version: u64) -> Option<Rc<WorkerFilters>> {
+        let mut m = self.filters.borrow_mut();
+        while let Some((&v, _)) = m.first_key_value() {
+            if v < version {
+                m.pop_first();
+            } else {
+                break;
+            }
+        }
+        m.get(&version).cloned()
+    }
 }
 
 /// Facts about the downstream connection a request arrived on.
@@ -47,8 +91,8 @@ pub struct TlsInfo {
     pub sni: Option<String>,
     pub version: Option<String>,
     pub alpn: Option<String>,
-    /// Whether the client presented a verified certificate.
-    pub peer_certificate: bool,
+    /// The verified client certificate's identity (mTLS), if one was presented.
+    pub peer: Option<crate::tls::PeerIdentity>,
 }
 
 fn empty_body() -> ProxyBody {
@@ -123,11 +167,54 @@ impl Finish {
 }
 
 /// Wraps the response body so that its end writes the access log and metrics.
-fn observe(resp: Response<ProxyBody>, mut fin: Finish) -> Response<ProxyBody> {
+fn observe<B>(resp: Response<B>, mut fin: Finish) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin + 'static,
+{
     fin.status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
-    let body = ObservedBody::new(body, Box::new(move |n, end| fin.done(n, end))).boxed_unsync();
+    let body: ResponseBody = Box::pin(ObservedBody::new(body, Box::new(move |n, end| fin.done(n, end))));
     Response::from_parts(parts, body)
+}
+
+/// A filter's local response as a proxy response.
+fn filter_response(l: &weir_wasm::LocalResponse) -> Response<ProxyBody> {
+    let r = crate::wasm::body::local_to_http(l);
+    let (p, b) = r.into_parts();
+    Response::from_parts(p, full(b))
+}
+
+/// Envoy's flag for a filter's local reply.
+fn filter_flag(status: u16) -> &'static str {
+    match status {
+        429 => "RL",
+        400.. => "UAEX",
+        _ => "-",
+    }
+}
+
+/// The per-request facts filters read as properties.
+fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_wasm::StreamInfo {
+    let tls = conn.tls.as_ref();
+    let peer = tls.and_then(|t| t.peer.as_ref());
+    weir_wasm::StreamInfo {
+        source_address: Some(conn.peer),
+        destination_address: Some(conn.local),
+        connection_id: conn.id,
+        mtls: peer.is_some(),
+        requested_server_name: tls.and_then(|t| t.sni.clone()),
+        tls_version: tls.and_then(|t| t.version.clone()),
+        peer_uri_sans: peer.map(|p| p.uri_sans.clone()).unwrap_or_default(),
+        peer_dns_sans: peer.map(|p| p.dns_sans.clone()).unwrap_or_default(),
+        peer_subject: peer.and_then(|p| p.subject.clone()),
+        request_id: Some(fin.request_id.clone()),
+        protocol: Some(fin.protocol.to_string()),
+        start_time: fin.start_time,
+        start_instant: fin.start,
+        route_name: Some(route.to_string()),
+        node_id: Some(node.to_string()),
+        ..Default::default()
+    }
 }
 
 /// Serves one downstream request. Never fails: every error becomes a response.
@@ -135,7 +222,7 @@ pub async fn handle(
     worker: Rc<Worker>,
     conn: Rc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
     let start_time = SystemTime::now();
     let shared = &worker.shared;
@@ -143,7 +230,8 @@ pub async fn handle(
     let snap = shared.snapshot.load_full();
     worker.pools.retain_for(snap.version, &|id| snap.has_cluster_id(id));
     let Some(listener) = snap.listeners.get(&*conn.listener).cloned() else {
-        return Ok(ProxyError::NoRoute.to_response());
+        let (p, b) = ProxyError::NoRoute.to_response().into_parts();
+        return Ok(Response::from_parts(p, Box::pin(b)));
     };
 
     let (mut parts, body) = req.into_parts();
@@ -178,9 +266,9 @@ pub async fn handle(
 
     let route = {
         let view = RequestView::from_parts(&parts);
-        listener.routes.find(&view)
+        listener.routes.find_indexed(&view)
     };
-    let Some(route) = route else {
+    let Some((route_index, route)) = route else {
         fin.flags = ProxyError::NoRoute.flag();
         return Ok(observe(ProxyError::NoRoute.to_response(), fin));
     };
@@ -224,12 +312,58 @@ pub async fn handle(
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::set_forwarded(&mut parts.headers, conn.peer.ip(), conn.tls.is_some());
 
-    // Upstream.
     let cluster = route.pick_cluster(rand::random()).clone();
     fin.cluster = cluster.name.clone();
     if let Some(s) = route.stats.get(&cluster.name) {
         fin.stats = s.clone();
     }
+
+    // Filters: request headers.
+    let mut stream: Option<crate::wasm::body::SharedStream> = None;
+    let stopped = Rc::new(std::cell::RefCell::new(None));
+    let mut body = body;
+    if !route.filters.is_empty() {
+        let chain = worker.filters_for(snap.version).and_then(|f| f.chain(&listener.config.name, route_index).cloned());
+        let Some(chain) = chain else {
+            let e = ProxyError::FilterFailed { filter: route.filters.join(","), reason: "filters not prepared".into() };
+            fin.flags = e.flag();
+            return Ok(observe(e.to_response(), fin));
+        };
+        let mut cs = chain.new_stream(stream_info(&conn, &fin, &route.name, &shared.node));
+        let scheme = if conn.tls.is_some() { "https" } else { "http" };
+        let list = weir_wasm::HeaderList::from_request(&parts.method, &parts.uri, scheme, &parts.headers);
+        match cs.on_request_headers(list, body_empty).await {
+            weir_wasm::Flow::Continue => match cs.request_headers().to_request_parts() {
+                Ok((m, uri, h)) => {
+                    parts.method = m;
+                    parts.uri = uri;
+                    parts.headers = h;
+                }
+                Err(e) => {
+                    let e = ProxyError::FilterFailed { filter: route.filters.join(","), reason: e.to_string() };
+                    fin.flags = e.flag();
+                    return Ok(observe(e.to_response(), fin));
+                }
+            },
+            weir_wasm::Flow::LocalResponse(l) => {
+                fin.flags = filter_flag(l.status);
+                return Ok(observe(filter_response(&l), fin));
+            }
+            weir_wasm::Flow::Reset => {
+                let e = ProxyError::FilterFailed { filter: route.filters.join(","), reason: "stream reset".into() };
+                fin.flags = e.flag();
+                return Ok(observe(e.to_response(), fin));
+            }
+        }
+        let shared_stream = Rc::new(tokio::sync::Mutex::new(cs));
+        if !body_empty {
+            body = crate::wasm::body::pump_request_body(body, shared_stream.clone(), stopped.clone()).boxed_unsync();
+        }
+        stream = Some(shared_stream);
+    }
+
+    // Upstream, part 1: the destination cluster (weighted split), so that every answer from
+    // here on — filter replies included — is counted under its route and cluster.
     if let Some((mirror, percent)) = &route.mirror {
         if body_empty && rand::random::<f64>() * 100.0 < *percent {
             spawn_mirror(&worker, mirror.clone(), &parts);
@@ -247,11 +381,62 @@ pub async fn handle(
             let (mut rparts, rbody) = resp.into_parts();
             headers::strip_hop_by_hop(&mut rparts.headers);
             let rbody = rbody.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-            Ok(observe(Response::from_parts(rparts, rbody), fin))
+            let Some(stream) = stream else {
+                return Ok(observe(Response::from_parts(rparts, rbody), fin));
+            };
+            // Filters: response headers, then the body through the chain.
+            let flow = {
+                let mut cs = stream.lock().await;
+                {
+                    let mut info = cs.info_mut();
+                    info.cluster_name = Some(cluster.name.clone());
+                    info.upstream_address = cluster.endpoints[ep.0].socket;
+                }
+                let list = weir_wasm::HeaderList::from_response(rparts.status, &rparts.headers);
+                let flow = cs.on_response_headers(list, rbody.is_end_stream()).await;
+                if flow == weir_wasm::Flow::Continue {
+                    match cs.response_headers().to_response_parts() {
+                        Ok((status, h)) => {
+                            rparts.status = status;
+                            rparts.headers = h;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "filter left invalid response headers"),
+                    }
+                }
+                flow
+            };
+            match flow {
+                weir_wasm::Flow::Continue => {
+                    let filtered = crate::wasm::body::FilteredBody::new(rbody, stream);
+                    let b: ResponseBody = Box::pin(filtered);
+                    Ok(observe(Response::from_parts(rparts, b), fin))
+                }
+                weir_wasm::Flow::LocalResponse(l) => {
+                    fin.flags = filter_flag(l.status);
+                    Ok(observe(filter_response(&l), fin))
+                }
+                weir_wasm::Flow::Reset => {
+                    let e = ProxyError::UpstreamReset("reset by a response filter".into());
+                    fin.flags = e.flag();
+                    Ok(observe(e.to_response(), fin))
+                }
+            }
         }
         Err((mut e, ep)) => {
             if exceeded.load(Ordering::Relaxed) {
                 e = ProxyError::BodyTooLarge;
+            }
+            let stop = stopped.borrow_mut().take();
+            match stop {
+                Some(crate::wasm::body::BodyStop::Local(l)) => {
+                    fin.flags = filter_flag(l.status);
+                    return Ok(observe(filter_response(&l), fin));
+                }
+                Some(crate::wasm::body::BodyStop::TooLarge(_)) => e = ProxyError::BodyTooLarge,
+                Some(crate::wasm::body::BodyStop::Reset) => {
+                    e = ProxyError::FilterFailed { filter: route.filters.join(","), reason: "stream reset".into() }
+                }
+                None => {}
             }
             if let Some(ep) = ep {
                 fin.upstream_host = cluster.endpoints[ep].address.clone();

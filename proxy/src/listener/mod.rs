@@ -94,6 +94,7 @@ pub fn spawn_worker(
     shared: Arc<Shared>,
     sockets: Vec<(Arc<str>, std::net::TcpListener)>,
     shutdown: watch::Receiver<bool>,
+    commands: tokio::sync::mpsc::UnboundedReceiver<crate::shared::WorkerCmd>,
     ready: std::sync::mpsc::Sender<Result<usize, String>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name(format!("weir-worker-{id}")).spawn(move || {
@@ -105,7 +106,7 @@ pub fn spawn_worker(
             }
         };
         let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, run_worker(id, shared, sockets, shutdown, ready));
+        local.block_on(&rt, run_worker(id, shared, sockets, shutdown, commands, ready));
     })
 }
 
@@ -114,9 +115,26 @@ async fn run_worker(
     shared: Arc<Shared>,
     sockets: Vec<(Arc<str>, std::net::TcpListener)>,
     shutdown: watch::Receiver<bool>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<crate::shared::WorkerCmd>,
     ready: std::sync::mpsc::Sender<Result<usize, String>>,
 ) {
-    let worker = Rc::new(Worker { id, shared: shared.clone(), pools: Default::default() });
+    let worker = Worker::new(id, shared.clone());
+    // The first snapshot's VMs, before accepting anything.
+    if let Err(e) = worker.prepare(&shared.snapshot.load_full()) {
+        let _ = ready.send(Err(e.join("\n")));
+        return;
+    }
+    let cmd_worker = worker.clone();
+    tokio::task::spawn_local(async move {
+        while let Some(cmd) = commands.recv().await {
+            match cmd {
+                crate::shared::WorkerCmd::Prepare { snapshot, reply } => {
+                    let _ = reply.send(cmd_worker.prepare(&snapshot));
+                }
+                crate::shared::WorkerCmd::Discard { version } => cmd_worker.discard(version),
+            }
+        }
+    });
     let tracker = Rc::new(ConnTracker::default());
     let mut loops = Vec::new();
     for (name, sock) in sockets {
@@ -233,7 +251,7 @@ async fn serve_tcp(
             let info = TlsInfo {
                 sni: session.server_name().map(str::to_string),
                 version: session.protocol_version().map(|v| format!("{v:?}")),
-                peer_certificate: session.peer_certificates().is_some_and(|c| !c.is_empty()),
+                peer: session.peer_certificates().and_then(|c| c.first()).map(crate::tls::peer_identity),
                 alpn: alpn.clone(),
             };
             let h2 = Some(alpn.as_deref() == Some("h2"));

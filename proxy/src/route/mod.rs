@@ -201,4 +201,9 @@ impl RouteTable {
     pub fn find(&self, req: &RequestView<'_>) -> Option<&CompiledRoute> {
         self.routes.iter().find(|r| r.matcher.matches(req))
     }
+
+    /// The first route matching `req`, with its index.
+    pub fn find_indexed(&self, req: &RequestView<'_>) -> Option<(usize, &CompiledRoute)> {
+        self.routes.iter().enumerate().find(|(_, r)| r.matcher.matches(req))
+    }
 }

@@ -1,0 +1,273 @@
+//! Bodies through a filter chain. Request bodies are pumped by a local task (filters run on
+//! the worker; the upstream client needs a `Send` body, fed through a channel). Response bodies
+//! are filtered inside `poll_frame` ([`FilteredBody`], `!Send`, served by the worker's local
+//! executor). Both deliver end-of-stream to filters exactly once, so filters that hold a body
+//! until its end get it whole.
+
+use crate::http::BoxError;
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use weir_wasm::{BodyFlow, ChainStream, Flow, HeaderList, LocalResponse, StreamError};
+
+/// The chain stream of one request, shared by its request and response sides.
+pub type SharedStream = Rc<tokio::sync::Mutex<ChainStream>>;
+
+/// What stopped a request body early.
+#[derive(Debug, Clone)]
+pub enum BodyStop {
+    Local(LocalResponse),
+    Reset,
+    TooLarge(u16),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stream stopped by a filter")]
+struct StoppedByFilter;
+
+/// A `Send` body fed from a channel.
+pub struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+fn stop_of_flow(flow: BodyFlow) -> Result<Option<Bytes>, BodyStop> {
+    match flow {
+        BodyFlow::Continue(b) => Ok(Some(b)),
+        BodyFlow::Hold => Ok(None),
+        BodyFlow::LocalResponse(l) => Err(BodyStop::Local(l)),
+        BodyFlow::Reset => Err(BodyStop::Reset),
+    }
+}
+
+fn stop_of_error(e: StreamError) -> BodyStop {
+    BodyStop::TooLarge(e.status())
+}
+
+/// Starts the request-body pump: downstream body → filters → returned channel body. A filter
+/// that stops the body records why in `stopped` and fails the upstream body.
+pub fn pump_request_body<B>(mut body: B, stream: SharedStream, stopped: Rc<RefCell<Option<BodyStop>>>) -> ChannelBody
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_local(async move {
+        let mut eos_sent = false;
+        let fail = |why: BodyStop| {
+            *stopped.borrow_mut() = Some(why);
+        };
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let out: Result<Vec<Frame<Bytes>>, BodyStop> = match frame.into_data() {
+                Ok(data) => {
+                    let eos = body.is_end_stream();
+                    eos_sent |= eos;
+                    let r = stream.lock().await.on_request_body(data, eos).await;
+                    match r.map_err(stop_of_error).and_then(stop_of_flow) {
+                        Ok(Some(b)) if !b.is_empty() => Ok(vec![Frame::data(b)]),
+                        Ok(_) => Ok(vec![]),
+                        Err(s) => Err(s),
+                    }
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(t) => {
+                        eos_sent = true;
+                        let r = stream.lock().await.on_request_trailers(HeaderList::from_header_map(&t)).await;
+                        match r {
+                            Ok(tf) => {
+                                let mut v = Vec::new();
+                                if let Some(b) = tf.flushed_body.filter(|b| !b.is_empty()) {
+                                    v.push(Frame::data(b));
+                                }
+                                match tf.flow {
+                                    Flow::Continue => {
+                                        let t = stream.lock().await.request_trailers().to_header_map().unwrap_or(t);
+                                        v.push(Frame::trailers(t));
+                                        Ok(v)
+                                    }
+                                    Flow::LocalResponse(l) => Err(BodyStop::Local(l)),
+                                    Flow::Reset => Err(BodyStop::Reset),
+                                }
+                            }
+                            Err(e) => Err(stop_of_error(e)),
+                        }
+                    }
+                    Err(_) => Ok(vec![]),
+                },
+            };
+            match out {
+                Ok(frames) => {
+                    for f in frames {
+                        if tx.send(Ok(f)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(why) => {
+                    fail(why);
+                    let _ = tx.send(Err(Box::new(StoppedByFilter))).await;
+                    return;
+                }
+            }
+        }
+        if !eos_sent {
+            let r = stream.lock().await.on_request_body(Bytes::new(), true).await;
+            match r.map_err(stop_of_error).and_then(stop_of_flow) {
+                Ok(Some(b)) if !b.is_empty() => {
+                    let _ = tx.send(Ok(Frame::data(b))).await;
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    fail(why);
+                    let _ = tx.send(Err(Box::new(StoppedByFilter))).await;
+                }
+            }
+        }
+    });
+    ChannelBody { rx }
+}
+
+type Step = LocalBoxFuture<'static, Result<Vec<Frame<Bytes>>, BoxError>>;
+
+/// A response body passed through the response phases of a chain (`!Send`).
+pub struct FilteredBody<B> {
+    inner: B,
+    stream: SharedStream,
+    pending: Option<Step>,
+    out: VecDeque<Frame<Bytes>>,
+    eos_sent: bool,
+    inner_done: bool,
+}
+
+impl<B> FilteredBody<B> {
+    pub fn new(inner: B, stream: SharedStream) -> Self {
+        FilteredBody { inner, stream, pending: None, out: VecDeque::new(), eos_sent: false, inner_done: false }
+    }
+}
+
+fn body_step(stream: SharedStream, data: Bytes, eos: bool) -> Step {
+    Box::pin(async move {
+        let r = stream.lock().await.on_response_body(data, eos).await;
+        match r {
+            Ok(BodyFlow::Continue(b)) if !b.is_empty() => Ok(vec![Frame::data(b)]),
+            Ok(BodyFlow::Continue(_)) | Ok(BodyFlow::Hold) => Ok(vec![]),
+            Ok(BodyFlow::LocalResponse(_)) | Ok(BodyFlow::Reset) => Err(Box::new(StoppedByFilter) as BoxError),
+            Err(e) => Err(Box::new(e) as BoxError),
+        }
+    })
+}
+
+fn trailers_step(stream: SharedStream, trailers: http::HeaderMap) -> Step {
+    Box::pin(async move {
+        let mut s = stream.lock().await;
+        let tf = s.on_response_trailers(HeaderList::from_header_map(&trailers)).await.map_err(|e| Box::new(e) as BoxError)?;
+        let mut v = Vec::new();
+        if let Some(b) = tf.flushed_body.filter(|b| !b.is_empty()) {
+            v.push(Frame::data(b));
+        }
+        match tf.flow {
+            Flow::Continue => {
+                let t = s.response_trailers().to_header_map().unwrap_or(trailers);
+                v.push(Frame::trailers(t));
+                Ok(v)
+            }
+            _ => Err(Box::new(StoppedByFilter) as BoxError),
+        }
+    })
+}
+
+impl<B> Body for FilteredBody<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(f) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(f)));
+            }
+            if let Some(step) = this.pending.as_mut() {
+                match step.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(frames)) => {
+                        this.pending = None;
+                        this.out.extend(frames);
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        this.pending = None;
+                        this.inner_done = true;
+                        this.eos_sent = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+            if this.inner_done {
+                if !this.eos_sent {
+                    this.eos_sent = true;
+                    this.pending = Some(body_step(this.stream.clone(), Bytes::new(), true));
+                    continue;
+                }
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => this.inner_done = true,
+                Poll::Ready(Some(Err(e))) => {
+                    this.inner_done = true;
+                    this.eos_sent = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let eos = this.inner.is_end_stream();
+                        if eos {
+                            this.eos_sent = true;
+                            this.inner_done = true;
+                        }
+                        this.pending = Some(body_step(this.stream.clone(), data, eos));
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            this.eos_sent = true;
+                            this.inner_done = true;
+                            this.pending = Some(trailers_step(this.stream.clone(), t));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Turns a filter's local response into an HTTP response head + body bytes.
+pub fn local_to_http(l: &LocalResponse) -> http::Response<Bytes> {
+    let mut resp = http::Response::new(l.body.clone());
+    *resp.status_mut() = http::StatusCode::from_u16(l.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(h) = l.headers.to_header_map() {
+        resp.headers_mut().extend(h);
+    }
+    resp
+}

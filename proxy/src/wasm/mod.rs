@@ -1,0 +1,9 @@
+//! The proxy side of the proxy-wasm host (the host itself is the `weir-wasm` crate):
+//! compiling and preparing a snapshot's filters ([`load`]), one VM per (filter, worker) and the
+//! chain of every route ([`worker`]), `proxy_http_call` through the real pools
+//! ([`services`]), and bodies through a chain ([`body`]).
+
+pub mod body;
+pub mod load;
+pub mod services;
+pub mod worker;
