@@ -32,10 +32,20 @@ async fn ready_and_config() {
     let (code, body) = weir.admin_get("/config").await;
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("config is JSON");
-    assert!(v["version"].as_u64().is_some(), "config has a numeric version: {body}");
+    assert!(
+        v["version"].as_u64().is_some(),
+        "config has a numeric version: {body}"
+    );
     assert_eq!(v["config"]["listeners"][0]["name"], "edge", "{body}");
-    assert_eq!(v["config"]["listeners"][0]["routes"][0]["cluster"], "backend", "{body}");
-    assert_eq!(v["config"]["clusters"][0]["endpoints"][0], up.endpoint(), "{body}");
+    assert_eq!(
+        v["config"]["listeners"][0]["routes"][0]["cluster"], "backend",
+        "{body}"
+    );
+    assert_eq!(
+        v["config"]["clusters"][0]["endpoints"][0],
+        up.endpoint(),
+        "{body}"
+    );
 
     let (code, _) = weir.admin_get("/no-such-admin-page").await;
     assert_eq!(code, 404);
@@ -43,14 +53,20 @@ async fn ready_and_config() {
 
 /// Value of the sample whose name is `name` and whose labels include every `labels` pair.
 fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metrics.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-        if n != name {
-            return None;
-        }
-        labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))).then(|| value.parse().ok())?
-    })
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            if n != name {
+                return None;
+            }
+            labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse().ok())?
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,13 +82,45 @@ async fn metrics_count_requests_and_durations() {
 
     let (code, m) = weir.admin_get("/metrics").await;
     assert_eq!(code, 200);
-    let ok = [("listener", "edge"), ("route", "api"), ("cluster", "backend"), ("code", "200")];
-    assert_eq!(sample(&m, "weir_requests_total", &ok), Some(3.0), "metrics:\n{m}");
-    let err = [("listener", "edge"), ("route", "api"), ("cluster", "backend"), ("code", "500")];
-    assert_eq!(sample(&m, "weir_requests_total", &err), Some(1.0), "metrics:\n{m}");
-    assert_eq!(sample(&m, "weir_requests_total", &[("listener", "edge"), ("code", "404")]), Some(1.0), "metrics:\n{m}");
-    assert!(m.contains("# TYPE weir_requests_total counter"), "metrics:\n{m}");
-    assert!(m.contains("# TYPE weir_request_duration_seconds histogram"), "metrics:\n{m}");
+    let ok = [
+        ("listener", "edge"),
+        ("route", "api"),
+        ("cluster", "backend"),
+        ("code", "200"),
+    ];
+    assert_eq!(
+        sample(&m, "weir_requests_total", &ok),
+        Some(3.0),
+        "metrics:\n{m}"
+    );
+    let err = [
+        ("listener", "edge"),
+        ("route", "api"),
+        ("cluster", "backend"),
+        ("code", "500"),
+    ];
+    assert_eq!(
+        sample(&m, "weir_requests_total", &err),
+        Some(1.0),
+        "metrics:\n{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "weir_requests_total",
+            &[("listener", "edge"), ("code", "404")]
+        ),
+        Some(1.0),
+        "metrics:\n{m}"
+    );
+    assert!(
+        m.contains("# TYPE weir_requests_total counter"),
+        "metrics:\n{m}"
+    );
+    assert!(
+        m.contains("# TYPE weir_request_duration_seconds histogram"),
+        "metrics:\n{m}"
+    );
     let count = sample(&m, "weir_request_duration_seconds_count", &[]).unwrap_or(0.0);
     // Several label sets may exist; the sum over them must cover all 5 requests.
     let total: f64 = m
@@ -80,6 +128,12 @@ async fn metrics_count_requests_and_durations() {
         .filter(|l| l.starts_with("weir_request_duration_seconds_count"))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum();
-    assert!(count >= 1.0 && total >= 5.0, "duration histogram counts {total} requests:\n{m}");
-    assert!(m.contains("weir_request_duration_seconds_bucket{") && m.contains("le=\"+Inf\""), "metrics:\n{m}");
+    assert!(
+        count >= 1.0 && total >= 5.0,
+        "duration histogram counts {total} requests:\n{m}"
+    );
+    assert!(
+        m.contains("weir_request_duration_seconds_bucket{") && m.contains("le=\"+Inf\""),
+        "metrics:\n{m}"
+    );
 }

@@ -3,11 +3,11 @@
 //! removing one of four endpoints moves only about a quarter of the keys.
 
 use crate::support::upstream::{notify_changed, wait_until};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use crate::support::{Client, Upstream, Weir};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 async fn upstreams(names: &[&str]) -> Vec<Upstream> {
     let mut v = Vec::new();
@@ -49,7 +49,11 @@ async fn count(c: &mut Client, n: usize, path: &str) -> HashMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_is_even() {
     let ups = upstreams(&["a", "b", "c"]).await;
-    let weir = Weir::start(&yaml(&ups.iter().collect::<Vec<_>>(), "    lb: round_robin")).await;
+    let weir = Weir::start(&yaml(
+        &ups.iter().collect::<Vec<_>>(),
+        "    lb: round_robin",
+    ))
+    .await;
     let mut c = weir.h1("edge").await;
     let m = count(&mut c, 300, "/rr").await;
     for u in &ups {
@@ -97,14 +101,20 @@ async fn least_request_avoids_the_busy_endpoint() {
             r
         }));
         // Next request only once this one is held on `slow` or fully answered by b / c.
-        wait_until("request held or answered", || slow.held() + done.load(Ordering::SeqCst) > i).await;
+        wait_until("request held or answered", || {
+            slow.held() + done.load(Ordering::SeqCst) > i
+        })
+        .await;
     }
     let on_slow = slow.held();
     slow.release();
     for t in tasks {
         assert_eq!(t.await.expect("task").status, 200);
     }
-    assert!(on_slow <= 14, "least_request sent {on_slow} of {N} requests to the endpoint with many in flight");
+    assert!(
+        on_slow <= 14,
+        "least_request sent {on_slow} of {N} requests to the endpoint with many in flight"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +158,11 @@ async fn ring_hash_header_is_sticky_and_moves_a_quarter_on_removal() {
         }
     }
     let frac = moved as f64 / KEYS as f64;
-    assert!((0.10..=0.40).contains(&frac), "removing 1 of 4 endpoints moved {:.1}% of keys", frac * 100.0);
+    assert!(
+        (0.10..=0.40).contains(&frac),
+        "removing 1 of 4 endpoints moved {:.1}% of keys",
+        frac * 100.0
+    );
     assert!(
         moved_from_survivor <= KEYS / 50,
         "{moved_from_survivor} keys moved although their endpoint stayed (ring must be consistent)"
@@ -158,7 +172,11 @@ async fn ring_hash_header_is_sticky_and_moves_a_quarter_on_removal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_hash_source_ip_is_sticky() {
     let ups = upstreams(&["s0", "s1", "s2", "s3"]).await;
-    let weir = Weir::start(&yaml(&ups.iter().collect::<Vec<_>>(), "    lb: ring_hash\n    hash_on: source_ip")).await;
+    let weir = Weir::start(&yaml(
+        &ups.iter().collect::<Vec<_>>(),
+        "    lb: ring_hash\n    hash_on: source_ip",
+    ))
+    .await;
     let addr = weir.addr("edge");
     let mut seen: HashMap<String, usize> = HashMap::new();
     for i in 1..=24u8 {
@@ -171,8 +189,14 @@ async fn ring_hash_source_ip_is_sticky() {
                 endpoints.push(c.get("/ip").await.upstream());
             }
         }
-        assert!(endpoints.windows(2).all(|w| w[0] == w[1]), "source {ip} reached several endpoints: {endpoints:?}");
+        assert!(
+            endpoints.windows(2).all(|w| w[0] == w[1]),
+            "source {ip} reached several endpoints: {endpoints:?}"
+        );
         *seen.entry(endpoints[0].clone()).or_default() += 1;
     }
-    assert!(seen.len() >= 2, "24 source addresses all hashed to one endpoint: {seen:?}");
+    assert!(
+        seen.len() >= 2,
+        "24 source addresses all hashed to one endpoint: {seen:?}"
+    );
 }

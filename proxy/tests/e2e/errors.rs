@@ -40,10 +40,26 @@ clusters:
     assert!(flags_of(&log).contains("NR"), "{log}");
     assert_eq!(log["listener"], "edge");
     for key in [
-        "start_time", "listener", "route", "cluster", "method", "authority", "path", "protocol", "status", "response_flags",
-        "bytes_received", "bytes_sent", "duration_ms", "upstream_host", "request_id",
+        "start_time",
+        "listener",
+        "route",
+        "cluster",
+        "method",
+        "authority",
+        "path",
+        "protocol",
+        "status",
+        "response_flags",
+        "bytes_received",
+        "bytes_sent",
+        "duration_ms",
+        "upstream_host",
+        "request_id",
     ] {
-        assert!(log.get(key).is_some(), "access log entry lacks {key}: {log}");
+        assert!(
+            log.get(key).is_some(),
+            "access log entry lacks {key}: {log}"
+        );
     }
     // The connection stays usable after a local reply.
     assert_eq!(c.get("/api/ok").await.status, 200);
@@ -99,10 +115,15 @@ clusters:
     let weir = Weir::start(&yaml).await;
     let mut c = weir.h1("edge").await;
     // Health checking is periodic: wait (bounded) until the endpoint is marked down.
-    eventually("health check marks the endpoint unhealthy", DEADLINE, Duration::from_millis(100), || {
-        let addr = weir.addr("edge");
-        async move { Client::h1(addr).await.get("/probe").await.status == 503 }
-    })
+    eventually(
+        "health check marks the endpoint unhealthy",
+        DEADLINE,
+        Duration::from_millis(100),
+        || {
+            let addr = weir.addr("edge");
+            async move { Client::h1(addr).await.get("/probe").await.status == 503 }
+        },
+    )
     .await;
     let r = c.get("/after").await;
     assert_eq!(r.status, 503);
@@ -110,10 +131,15 @@ clusters:
     assert!(flags_of(&log).contains("UH"), "{log}");
     // And it comes back once healthy.
     up.set_health(200);
-    eventually("health check marks the endpoint healthy again", DEADLINE, Duration::from_millis(100), || {
-        let addr = weir.addr("edge");
-        async move { Client::h1(addr).await.get("/probe").await.status == 200 }
-    })
+    eventually(
+        "health check marks the endpoint healthy again",
+        DEADLINE,
+        Duration::from_millis(100),
+        || {
+            let addr = weir.addr("edge");
+            async move { Client::h1(addr).await.get("/probe").await.status == 200 }
+        },
+    )
     .await;
 }
 
@@ -139,7 +165,11 @@ clusters:
     let start = Instant::now();
     let r = weir.h1("edge").await.get("/hold").await;
     assert_eq!(r.status, 504, "{r:?}");
-    assert!(start.elapsed() < Duration::from_secs(10), "timeout took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "timeout took {:?}",
+        start.elapsed()
+    );
     let log = weir.wait_log("504", |v| v["status"] == 504).await;
     assert!(flags_of(&log).contains("UT"), "{log}");
     up.release();
@@ -168,9 +198,20 @@ async fn malformed_request_is_400() {
     let up = Upstream::start("a").await;
     let weir = Weir::start(&limits_yaml(&up)).await;
     let out = raw_exchange(weir.addr("edge"), b"THIS IS NOT HTTP\r\n\r\n", 1 << 16).await;
-    assert!(out.starts_with("HTTP/1.1 400"), "malformed request answered {out:?}");
-    let out = raw_exchange(weir.addr("edge"), b"GET / HTTP/1.1\r\nHost: a\r\nbad header line\r\n\r\n", 1 << 16).await;
-    assert!(out.starts_with("HTTP/1.1 400"), "bad header line answered {out:?}");
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "malformed request answered {out:?}"
+    );
+    let out = raw_exchange(
+        weir.addr("edge"),
+        b"GET / HTTP/1.1\r\nHost: a\r\nbad header line\r\n\r\n",
+        1 << 16,
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "bad header line answered {out:?}"
+    );
     assert_eq!(up.requests(), 0, "nothing malformed reaches the upstream");
 }
 
@@ -181,10 +222,18 @@ async fn headers_over_limit_are_431() {
     let big = "v".repeat(16 * 1024);
     let req = format!("GET /big HTTP/1.1\r\nHost: a\r\nx-big: {big}\r\n\r\n");
     let out = raw_exchange(weir.addr("edge"), req.as_bytes(), 1 << 16).await;
-    assert!(out.starts_with("HTTP/1.1 431"), "16 KiB of headers with an 8 KiB limit answered {:?}", &out[..out.len().min(200)]);
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "16 KiB of headers with an 8 KiB limit answered {:?}",
+        &out[..out.len().min(200)]
+    );
     // Just under the limit passes.
     let ok = "v".repeat(4 * 1024);
-    let r = weir.h1("edge").await.get_with("/fits", &[("x-big", &ok)]).await;
+    let r = weir
+        .h1("edge")
+        .await
+        .get_with("/fits", &[("x-big", &ok)])
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(up.requests(), 1);
 }
@@ -194,11 +243,17 @@ async fn body_over_limit_is_413() {
     let up = Upstream::start("sink").await;
     let weir = Weir::start(&limits_yaml(&up)).await;
     let mut c = weir.h1("edge").await;
-    let req = c.request(http::Method::POST, "/upload").body(full(vec![b'x'; 4096])).expect("req");
+    let req = c
+        .request(http::Method::POST, "/upload")
+        .body(full(vec![b'x'; 4096]))
+        .expect("req");
     let r = c.fetch(req).await.expect("response");
     assert_eq!(r.status, 413, "{r:?}");
     let mut c = weir.h1("edge").await;
-    let req = c.request(http::Method::POST, "/upload").body(full(vec![b'x'; 512])).expect("req");
+    let req = c
+        .request(http::Method::POST, "/upload")
+        .body(full(vec![b'x'; 512]))
+        .expect("req");
     let r = c.fetch(req).await.expect("response");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "512");
@@ -208,7 +263,8 @@ async fn body_over_limit_is_413() {
 async fn chunked_body_over_limit_is_413() {
     let up = Upstream::start("sink").await;
     let weir = Weir::start(&limits_yaml(&up)).await;
-    let mut req = b"POST /upload HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let mut req =
+        b"POST /upload HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..4 {
         req.extend_from_slice(b"400\r\n");
         req.extend_from_slice(&[b'y'; 1024]);
@@ -216,7 +272,10 @@ async fn chunked_body_over_limit_is_413() {
     }
     req.extend_from_slice(b"0\r\n\r\n");
     let out = raw_exchange(weir.addr("edge"), &req, 1 << 16).await;
-    assert!(out.starts_with("HTTP/1.1 413"), "4 KiB chunked body with a 1 KiB limit answered {out:?}");
+    assert!(
+        out.starts_with("HTTP/1.1 413"),
+        "4 KiB chunked body with a 1 KiB limit answered {out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +324,11 @@ clusters:
     let weir = Weir::start(&yaml).await;
     let r = weir.h1("edge").await.get("/status/503").await;
     assert_eq!(r.status, 503, "{r:?}");
-    assert!(matches!(up.requests(), 2 | 3), "attempts: 2 → {} upstream requests", up.requests());
+    assert!(
+        matches!(up.requests(), 2 | 3),
+        "attempts: 2 → {} upstream requests",
+        up.requests()
+    );
     let log = weir.wait_log("503", |v| v["status"] == 503).await;
     assert!(flags_of(&log).contains("URX"), "{log}");
     // A 404 is not retried on `5xx`.
@@ -309,8 +372,12 @@ clusters:
 async fn slow_header_sender_is_cut_off_without_holding_the_worker() {
     let up = Upstream::start("a").await;
     let weir = Weir::start(&limits_yaml(&up)).await; // one worker, header_read_timeout 500ms
-    let mut slow = tokio::net::TcpStream::connect(weir.addr("edge")).await.expect("connect");
-    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n").await.expect("partial head");
+    let mut slow = tokio::net::TcpStream::connect(weir.addr("edge"))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .expect("partial head");
     // While the slow client dawdles, the (only) worker serves others.
     let r = weir.h1("edge").await.get("/meanwhile").await;
     assert_eq!(r.status, 200);
@@ -318,9 +385,19 @@ async fn slow_header_sender_is_cut_off_without_holding_the_worker() {
     let start = Instant::now();
     let mut buf = Vec::new();
     let res = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
-    assert!(res.is_ok(), "slow header sender still connected after 10s (header_read_timeout 500ms)");
+    assert!(
+        res.is_ok(),
+        "slow header sender still connected after 10s (header_read_timeout 500ms)"
+    );
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "unexpected answer to a slow sender: {text:?}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "unexpected answer to a slow sender: {text:?}"
+    );
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert_eq!(up.requests(), 1, "the incomplete request never reached the upstream");
+    assert_eq!(
+        up.requests(),
+        1,
+        "the incomplete request never reached the upstream"
+    );
 }

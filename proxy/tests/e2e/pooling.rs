@@ -33,24 +33,39 @@ async fn thousand_sequential_requests_use_one_upstream_connection() {
         assert_eq!(r.status, 200, "request {i}: {r:?}");
     }
     assert_eq!(up.requests(), 1000);
-    assert_eq!(up.accepted(), 1, "1,000 sequential requests must reuse one upstream connection");
+    assert_eq!(
+        up.accepted(),
+        1,
+        "1,000 sequential requests must reuse one upstream connection"
+    );
 
     // Sequential requests on fresh downstream connections reuse it too.
     for _ in 0..10 {
         assert_eq!(weir.h1("edge").await.get("/fresh").await.status, 200);
     }
-    assert_eq!(up.accepted(), 1, "pool is per worker, not per downstream connection");
+    assert_eq!(
+        up.accepted(),
+        1,
+        "pool is per worker, not per downstream connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_upstream_connection_closes_after_idle_timeout() {
     let up = Upstream::start("a").await;
-    let weir = Weir::start(&yaml(&up, "    pool: { max_idle_per_endpoint: 8, idle_timeout: 1s }")).await;
+    let weir = Weir::start(&yaml(
+        &up,
+        "    pool: { max_idle_per_endpoint: 8, idle_timeout: 1s }",
+    ))
+    .await;
     let mut c = weir.h1("edge").await;
     assert_eq!(c.get("/once").await.status, 200);
     assert_eq!(up.accepted(), 1);
     // The test upstream never closes idle connections itself: this close is the proxy's.
-    wait_until("the proxy closes the idle upstream connection", || up.closed() == 1).await;
+    wait_until("the proxy closes the idle upstream connection", || {
+        up.closed() == 1
+    })
+    .await;
     // And a later request opens a new one.
     assert_eq!(c.get("/again").await.status, 200);
     assert_eq!(up.accepted(), 2);
@@ -59,7 +74,11 @@ async fn idle_upstream_connection_closes_after_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_bounded_per_endpoint() {
     let up = Upstream::start("a").await;
-    let weir = Weir::start(&yaml(&up, "    pool: { max_idle_per_endpoint: 2, idle_timeout: 60s }")).await;
+    let weir = Weir::start(&yaml(
+        &up,
+        "    pool: { max_idle_per_endpoint: 2, idle_timeout: 60s }",
+    ))
+    .await;
     let client = Client::h2c(weir.addr("edge")).await;
     let mut tasks = Vec::new();
     for _ in 0..10 {
@@ -67,7 +86,11 @@ async fn idle_connections_are_bounded_per_endpoint() {
         tasks.push(tokio::spawn(async move { c.get("/hold").await }));
     }
     wait_until("10 requests held upstream", || up.held() == 10).await;
-    assert_eq!(up.accepted(), 10, "HTTP/1.1 upstream: one connection per concurrent request");
+    assert_eq!(
+        up.accepted(),
+        10,
+        "HTTP/1.1 upstream: one connection per concurrent request"
+    );
     up.release();
     for t in tasks {
         assert_eq!(t.await.expect("task").status, 200);
@@ -96,7 +119,18 @@ async fn upstream_closing_keep_alive_connections_never_yields_502() {
             bad.push((i, r.status, r.text()));
         }
     }
-    assert!(bad.is_empty(), "requests failed although the upstream was up: {bad:?}");
-    assert_eq!(up.requests(), 200, "each request reached the upstream exactly once");
-    assert!(up.accepted() >= 133, "closed connections were not reused ({} accepted)", up.accepted());
+    assert!(
+        bad.is_empty(),
+        "requests failed although the upstream was up: {bad:?}"
+    );
+    assert_eq!(
+        up.requests(),
+        200,
+        "each request reached the upstream exactly once"
+    );
+    assert!(
+        up.accepted() >= 133,
+        "closed connections were not reused ({} accepted)",
+        up.accepted()
+    );
 }

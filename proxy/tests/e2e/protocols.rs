@@ -46,7 +46,9 @@ async fn h2c_prior_knowledge_downstream_concurrent_streams() {
     let mut tasks = Vec::new();
     for i in 0..32 {
         let mut c = c.h2_clone();
-        tasks.push(tokio::spawn(async move { (i, c.get(&format!("/s/{i}")).await) }));
+        tasks.push(tokio::spawn(
+            async move { (i, c.get(&format!("/s/{i}")).await) },
+        ));
     }
     for t in tasks {
         let (i, r) = t.await.expect("task");
@@ -57,7 +59,11 @@ async fn h2c_prior_knowledge_downstream_concurrent_streams() {
 }
 
 fn tls_listener_yaml(certs: &Certs, up: &Upstream, client_ca: bool) -> String {
-    let ca = if client_ca { format!("\n      client_ca: {}", certs.ca.display()) } else { String::new() };
+    let ca = if client_ca {
+        format!("\n      client_ca: {}", certs.ca.display())
+    } else {
+        String::new()
+    };
     format!(
         r#"
 listeners:
@@ -87,15 +93,30 @@ async fn tls_downstream_alpn_h2_and_http11() {
     let weir = Weir::start_with(&tls_listener_yaml(&certs, &up, false), 1, dir).await;
     let addr = weir.addr("edge");
 
-    let mut h2 = Client::tls(addr, certs.client_config(&["h2", "http/1.1"], false), "localhost").await.expect("tls h2");
+    let mut h2 = Client::tls(
+        addr,
+        certs.client_config(&["h2", "http/1.1"], false),
+        "localhost",
+    )
+    .await
+    .expect("tls h2");
     assert_eq!(h2.alpn.as_deref(), Some(&b"h2"[..]), "ALPN should pick h2");
     let r = h2.get("/over-h2").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.version, http::Version::HTTP_2);
-    assert_eq!(r.upstream_header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        r.upstream_header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
 
-    let mut h1 = Client::tls(addr, certs.client_config(&["http/1.1"], false), "localhost").await.expect("tls h1");
-    assert_eq!(h1.alpn.as_deref(), Some(&b"http/1.1"[..]), "ALPN should pick http/1.1");
+    let mut h1 = Client::tls(addr, certs.client_config(&["http/1.1"], false), "localhost")
+        .await
+        .expect("tls h1");
+    assert_eq!(
+        h1.alpn.as_deref(),
+        Some(&b"http/1.1"[..]),
+        "ALPN should pick http/1.1"
+    );
     for _ in 0..3 {
         let r = h1.get("/over-h1").await;
         assert_eq!(r.status, 200, "{r:?}");
@@ -111,7 +132,9 @@ async fn mtls_downstream_requires_client_certificate() {
     let weir = Weir::start_with(&tls_listener_yaml(&certs, &up, true), 1, dir).await;
     let addr = weir.addr("edge");
 
-    let mut ok = Client::tls(addr, certs.client_config(&["http/1.1"], true), "localhost").await.expect("mtls handshake");
+    let mut ok = Client::tls(addr, certs.client_config(&["http/1.1"], true), "localhost")
+        .await
+        .expect("mtls handshake");
     assert_eq!(ok.get("/").await.status, 200);
 
     // Without a certificate: the handshake or the first request fails (TLS 1.3 reports the
@@ -119,12 +142,22 @@ async fn mtls_downstream_requires_client_certificate() {
     match Client::tls(addr, certs.client_config(&["http/1.1"], false), "localhost").await {
         Err(_) => {}
         Ok(mut c) => {
-            let req = c.request(http::Method::GET, "/").body(crate::support::empty()).expect("req");
+            let req = c
+                .request(http::Method::GET, "/")
+                .body(crate::support::empty())
+                .expect("req");
             let res = c.fetch(req).await;
-            assert!(res.is_err(), "request without client certificate must fail, got {res:?}");
+            assert!(
+                res.is_err(),
+                "request without client certificate must fail, got {res:?}"
+            );
         }
     }
-    assert_eq!(up.requests(), 1, "only the mTLS client reached the upstream");
+    assert_eq!(
+        up.requests(),
+        1,
+        "only the mTLS client reached the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,14 +168,22 @@ async fn upstream_http2_cluster() {
     for _ in 0..5 {
         let r = c.get("/proto").await;
         assert_eq!(r.status, 200, "{r:?}");
-        assert_eq!(r.json()["version"], "HTTP/2.0", "cluster http2: true must speak HTTP/2 upstream");
+        assert_eq!(
+            r.json()["version"],
+            "HTTP/2.0",
+            "cluster http2: true must speak HTTP/2 upstream"
+        );
     }
     assert_eq!(up.accepted(), 1, "HTTP/2 upstream connection is reused");
 
     let up1 = Upstream::start("h1up").await;
     let weir1 = Weir::start(&one_route(&up1, "")).await;
     let r = weir1.h1("edge").await.get("/proto").await;
-    assert_eq!(r.json()["version"], "HTTP/1.1", "default upstream protocol is HTTP/1.1");
+    assert_eq!(
+        r.json()["version"],
+        "HTTP/1.1",
+        "default upstream protocol is HTTP/1.1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +191,10 @@ async fn upstream_tls_with_ca_sni_and_client_certificate() {
     let dir = TempDir::new("uptls");
     let certs = Certs::generate(dir.path());
     // The upstream requires a client certificate signed by the CA (upstream mTLS).
-    let up = UpstreamOpts::new("tlsup").tls(certs.server_config(&["h2", "http/1.1"], true)).start().await;
+    let up = UpstreamOpts::new("tlsup")
+        .tls(certs.server_config(&["h2", "http/1.1"], true))
+        .start()
+        .await;
     let yaml = one_route(
         &up,
         &format!(
@@ -166,7 +210,10 @@ async fn upstream_tls_with_ca_sni_and_client_certificate() {
     assert_eq!(r.status, 200, "{r:?}");
     let j = r.json();
     assert_eq!(j["tls"], true);
-    assert_eq!(j["client_cert"], true, "proxy presents its client certificate upstream");
+    assert_eq!(
+        j["client_cert"], true,
+        "proxy presents its client certificate upstream"
+    );
     assert_eq!(j["sni"], "localhost", "SNI from the cluster's tls.sni");
     assert_eq!(j["version"], "HTTP/1.1");
     wait_until("upstream saw the request", || up.requests() >= 1).await;
@@ -176,8 +223,17 @@ async fn upstream_tls_with_ca_sni_and_client_certificate() {
 async fn upstream_tls_http2_cluster() {
     let dir = TempDir::new("uptls2");
     let certs = Certs::generate(dir.path());
-    let up = UpstreamOpts::new("tlsh2").tls(certs.server_config(&["h2", "http/1.1"], false)).start().await;
-    let yaml = one_route(&up, &format!("    http2: true\n    tls: {{ ca: {ca}, sni: localhost }}", ca = certs.ca.display()));
+    let up = UpstreamOpts::new("tlsh2")
+        .tls(certs.server_config(&["h2", "http/1.1"], false))
+        .start()
+        .await;
+    let yaml = one_route(
+        &up,
+        &format!(
+            "    http2: true\n    tls: {{ ca: {ca}, sni: localhost }}",
+            ca = certs.ca.display()
+        ),
+    );
     let weir = Weir::start_with(&yaml, 1, dir).await;
     let r = weir.h1("edge").await.get("/secure-h2").await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -195,8 +251,17 @@ async fn upstream_tls_rejects_unknown_ca() {
     let certs = Certs::generate(dir.path());
     let other = TempDir::new("otherca");
     let other_certs = Certs::generate(other.path());
-    let up = UpstreamOpts::new("tlsup").tls(certs.server_config(&["http/1.1"], false)).start().await;
-    let yaml = one_route(&up, &format!("    tls: {{ ca: {ca}, sni: localhost }}", ca = other_certs.ca.display()));
+    let up = UpstreamOpts::new("tlsup")
+        .tls(certs.server_config(&["http/1.1"], false))
+        .start()
+        .await;
+    let yaml = one_route(
+        &up,
+        &format!(
+            "    tls: {{ ca: {ca}, sni: localhost }}",
+            ca = other_certs.ca.display()
+        ),
+    );
     let weir = Weir::start_with(&yaml, 1, dir).await;
     let r = weir.h1("edge").await.get("/x").await;
     assert_eq!(r.status, 503, "{r:?}");

@@ -16,15 +16,32 @@ async fn upstreams(names: &[&str]) -> Vec<Upstream> {
 fn clusters(ups: &[Upstream]) -> String {
     let mut s = String::from("clusters:\n");
     for u in ups {
-        s.push_str(&format!("  - name: {}\n    endpoints: [{}]\n", u.name, u.endpoint()));
+        s.push_str(&format!(
+            "  - name: {}\n    endpoints: [{}]\n",
+            u.name,
+            u.endpoint()
+        ));
     }
     s
 }
 
+/// (method, path, request headers, upstream that must answer)
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn match_kinds_and_first_match_wins() {
     let ups = upstreams(&[
-        "exact", "prefix", "regex", "method", "hdr_exact", "hdr_regex", "hdr_present", "query", "vhost", "wild", "fallback",
+        "exact",
+        "prefix",
+        "regex",
+        "method",
+        "hdr_exact",
+        "hdr_regex",
+        "hdr_present",
+        "query",
+        "vhost",
+        "wild",
+        "fallback",
     ])
     .await;
     let yaml = format!(
@@ -71,7 +88,7 @@ listeners:
     );
     let weir = Weir::start(&yaml).await;
     let mut c = weir.h1("edge").await;
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         ("GET", "/exact", &[], "exact"),
         ("GET", "/exact/more", &[], "prefix"),
         ("GET", "/exactly", &[], "prefix"),
@@ -86,7 +103,12 @@ listeners:
         ("GET", "/h", &[("x-version", "v12")], "hdr_regex"),
         ("GET", "/h", &[("x-version", "v12b")], "fallback"),
         ("GET", "/h", &[("x-debug", "")], "hdr_present"),
-        ("GET", "/h", &[("x-debug", "1"), ("x-canary", "true")], "hdr_exact"), // first match wins
+        (
+            "GET",
+            "/h",
+            &[("x-debug", "1"), ("x-canary", "true")],
+            "hdr_exact",
+        ), // first match wins
         ("GET", "/q?mode=beta", &[], "query"),
         ("GET", "/q?x=1&mode=beta", &[], "query"),
         ("GET", "/q?mode=alpha", &[], "fallback"),
@@ -107,9 +129,16 @@ listeners:
             b = b.header(*k, *v);
         }
         let req = b.body(crate::support::empty()).expect("request");
-        let r = c.fetch(req).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let r = c
+            .fetch(req)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         assert_eq!(r.status, 200, "{method} {path} {headers:?}: {r:?}");
-        assert_eq!(r.upstream(), *want, "{method} {path} {headers:?} routed to the wrong cluster");
+        assert_eq!(
+            r.upstream(),
+            *want,
+            "{method} {path} {headers:?} routed to the wrong cluster"
+        );
     }
 }
 
@@ -132,10 +161,14 @@ listeners:
     );
     let weir = Weir::start(&yaml).await;
     let mut c = Client::h2c(weir.addr("edge")).await;
-    let req = http::Request::get("http://www.example.com/x").body(crate::support::empty()).expect("req");
+    let req = http::Request::get("http://www.example.com/x")
+        .body(crate::support::empty())
+        .expect("req");
     let r = c.fetch(req).await.expect("h2 request");
     assert_eq!(r.upstream(), "vhost");
-    let req = http::Request::get("http://other.test/x").body(crate::support::empty()).expect("req");
+    let req = http::Request::get("http://other.test/x")
+        .body(crate::support::empty())
+        .expect("req");
     let r = c.fetch(req).await.expect("h2 request");
     assert_eq!(r.upstream(), "fallback");
 }
@@ -180,6 +213,9 @@ listeners:
     let n = (CONNS * PER_CONN) as f64;
     for (name, weight) in [("v1", 70.0), ("v2", 20.0), ("v3", 10.0)] {
         let pct = 100.0 * *total.get(name).unwrap_or(&0) as f64 / n;
-        assert!((pct - weight).abs() <= 2.0, "{name}: {pct:.2}% vs weight {weight}% ({total:?})");
+        assert!(
+            (pct - weight).abs() <= 2.0,
+            "{name}: {pct:.2}% vs weight {weight}% ({total:?})"
+        );
     }
 }

@@ -31,23 +31,39 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let addr = weir.addr("edge");
     let mut tasks = Vec::new();
     for _ in 0..3 {
-        tasks.push(tokio::spawn(async move { Client::h1(addr).await.get("/hold").await }));
+        tasks.push(tokio::spawn(async move {
+            Client::h1(addr).await.get("/hold").await
+        }));
     }
     wait_until("3 requests in flight", || up.held() == 3).await;
     weir.sigterm();
     // New connections are refused (the listener is closed) while the old ones drain.
-    eventually("listener stops accepting", DEADLINE, Duration::from_millis(20), || async move {
-        tokio::net::TcpStream::connect(addr).await.is_err()
-    })
+    eventually(
+        "listener stops accepting",
+        DEADLINE,
+        Duration::from_millis(20),
+        || async move { tokio::net::TcpStream::connect(addr).await.is_err() },
+    )
     .await;
     up.release();
     for t in tasks {
         let r = t.await.expect("task");
-        assert_eq!(r.status, 200, "in-flight request finished during drain: {r:?}");
+        assert_eq!(
+            r.status, 200,
+            "in-flight request finished during drain: {r:?}"
+        );
         assert_eq!(r.text(), "released");
     }
-    let status = weir.wait_exit(DEADLINE).await.expect("weir exits after draining");
-    assert_eq!(status.code(), Some(0), "exit status {status:?}; stderr:\n{}", weir.stderr_text());
+    let status = weir
+        .wait_exit(DEADLINE)
+        .await
+        .expect("weir exits after draining");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status:?}; stderr:\n{}",
+        weir.stderr_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +74,10 @@ async fn sigterm_when_idle_exits_promptly() {
     let mut c = weir.h1("edge").await;
     assert_eq!(c.get("/").await.status, 200);
     weir.sigterm();
-    let status = weir.wait_exit(Duration::from_secs(10)).await.expect("idle weir exits well before drain_timeout");
+    let status = weir
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("idle weir exits well before drain_timeout");
     assert_eq!(status.code(), Some(0), "stderr:\n{}", weir.stderr_text());
 }
 
@@ -69,15 +88,24 @@ async fn drain_timeout_bounds_shutdown() {
     let addr = weir.addr("edge");
     let stuck = tokio::spawn(async move {
         let mut c = Client::h1(addr).await;
-        let req = c.request(http::Method::GET, "/hold").body(crate::support::empty()).expect("req");
+        let req = c
+            .request(http::Method::GET, "/hold")
+            .body(crate::support::empty())
+            .expect("req");
         c.fetch(req).await.map(|r| r.status)
     });
     wait_until("request in flight", || up.held() == 1).await;
     weir.sigterm();
-    let status = weir.wait_exit(Duration::from_secs(15)).await.expect("weir exits after drain_timeout (1s)");
+    let status = weir
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("weir exits after drain_timeout (1s)");
     assert_eq!(status.code(), Some(0), "stderr:\n{}", weir.stderr_text());
     // The request that outlived the drain was cut (error or a 5xx), never answered 200.
-    let res = tokio::time::timeout(DEADLINE, stuck).await.expect("client sees the end").expect("task");
+    let res = tokio::time::timeout(DEADLINE, stuck)
+        .await
+        .expect("client sees the end")
+        .expect("task");
     assert!(!matches!(res, Ok(200)), "{res:?}");
     up.release();
 }

@@ -34,7 +34,10 @@ clusters:
 async fn warm_up(c: &mut Client) {
     // One small transfer each way so buffers and pools exist before the baseline is taken.
     assert_eq!(c.get("/download/1048576").await.status, 200);
-    let req = c.request(Method::POST, "/upload").body(generated(1 << 20, 64 * 1024, |_| {})).expect("req");
+    let req = c
+        .request(Method::POST, "/upload")
+        .body(generated(1 << 20, 64 * 1024, |_| {}))
+        .expect("req");
     assert_eq!(c.fetch(req).await.expect("warm-up upload").status, 200);
 }
 
@@ -47,7 +50,10 @@ async fn download_200mb_streams_with_bounded_rss() {
     let base = weir.rss();
     assert!(base > 0, "cannot read RSS of weir");
 
-    let req = c.request(Method::GET, &format!("/download/{SIZE}")).body(crate::support::empty()).expect("req");
+    let req = c
+        .request(Method::GET, &format!("/download/{SIZE}"))
+        .body(crate::support::empty())
+        .expect("req");
     let resp = c.send(req).await.expect("download response");
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
@@ -64,7 +70,12 @@ async fn download_200mb_streams_with_bounded_rss() {
     }
     assert_eq!(got, SIZE, "whole body received");
     let growth = peak.saturating_sub(base);
-    assert!(growth < MAX_GROWTH, "RSS grew by {} MB during a 200 MB download (base {} MB)", growth >> 20, base >> 20);
+    assert!(
+        growth < MAX_GROWTH,
+        "RSS grew by {} MB during a 200 MB download (base {} MB)",
+        growth >> 20,
+        base >> 20
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +101,12 @@ async fn upload_200mb_streams_with_bounded_rss() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.text(), SIZE.to_string(), "upstream received every byte");
     let growth = peak.load(Ordering::SeqCst).saturating_sub(base);
-    assert!(growth < MAX_GROWTH, "RSS grew by {} MB during a 200 MB upload (base {} MB)", growth >> 20, base >> 20);
+    assert!(
+        growth < MAX_GROWTH,
+        "RSS grew by {} MB during a 200 MB upload (base {} MB)",
+        growth >> 20,
+        base >> 20
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,8 +115,15 @@ async fn chunked_upload_without_length_streams() {
     let up = Upstream::start("sink").await;
     let weir = Weir::start(&yaml(&up)).await;
     let mut c = weir.h1("edge").await;
-    let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, crate::support::client::BoxError>> =
-        (0..100).map(|_| Ok(http_body::Frame::data(bytes::Bytes::from(vec![b'x'; 10_000])))).collect();
+    let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, crate::support::client::BoxError>> = (0
+        ..100)
+        .map(|_| {
+            Ok(http_body::Frame::data(bytes::Bytes::from(vec![
+                b'x';
+                10_000
+            ])))
+        })
+        .collect();
     let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed();
     let req = c.request(Method::POST, "/upload").body(body).expect("req");
     let r = c.fetch(req).await.expect("chunked upload");

@@ -52,11 +52,27 @@ fn check_errors(f: &str, code: Option<i32>, out: &str, err: &str) {
     assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
     let all = format!("{out}\n{err}");
     let lines: Vec<&str> = all.lines().filter(|l| l.starts_with(f)).collect();
-    let at = |line: usize, word: &str| lines.iter().any(|l| l.starts_with(&format!("{f}:{line}:")) && l.contains(word));
-    assert!(at(6, "colour"), "unknown key `colour` reported at line 6 in:\n{all}");
-    assert!(at(13, "wieght"), "unknown key `wieght` reported at line 13 in:\n{all}");
-    assert!(at(9, "nowhere"), "unknown cluster `nowhere` reported at line 9 in:\n{all}");
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{f}:6:9:"))), "column of `colour` is 9:\n{all}");
+    let at = |line: usize, word: &str| {
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{f}:{line}:")) && l.contains(word))
+    };
+    assert!(
+        at(6, "colour"),
+        "unknown key `colour` reported at line 6 in:\n{all}"
+    );
+    assert!(
+        at(13, "wieght"),
+        "unknown key `wieght` reported at line 13 in:\n{all}"
+    );
+    assert!(
+        at(9, "nowhere"),
+        "unknown cluster `nowhere` reported at line 9 in:\n{all}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{f}:6:9:"))),
+        "column of `colour` is 9:\n{all}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,18 +87,37 @@ async fn validate_reports_every_error_with_location() {
 async fn run_with_a_bad_config_fails_the_same_way() {
     let dir = TempDir::new("run-bad");
     let f = write(&dir, "bad.yaml", BAD);
-    let (code, out, err) = run_weir(&["run", "--config", &f, "--workers", "1", "--admin", "127.0.0.1:0"]).await;
+    let (code, out, err) = run_weir(&[
+        "run",
+        "--config",
+        &f,
+        "--workers",
+        "1",
+        "--admin",
+        "127.0.0.1:0",
+    ])
+    .await;
     check_errors(&f, code, &out, &err);
-    assert!(!out.contains("\"ready\""), "weir reported ready with a bad config: {out}");
+    assert!(
+        !out.contains("\"ready\""),
+        "weir reported ready with a bad config: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reports_yaml_syntax_and_missing_file() {
     let dir = TempDir::new("validate-syntax");
-    let f = write(&dir, "syntax.yaml", "listeners:\n  - name: edge\n    address: [unclosed\n");
+    let f = write(
+        &dir,
+        "syntax.yaml",
+        "listeners:\n  - name: edge\n    address: [unclosed\n",
+    );
     let (code, out, err) = run_weir(&["validate", "--config", &f]).await;
     assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
-    assert!(format!("{out}{err}").contains(&format!("{f}:")), "error names the file: {out}{err}");
+    assert!(
+        format!("{out}{err}").contains(&format!("{f}:")),
+        "error names the file: {out}{err}"
+    );
 
     let missing = dir.join("missing.yaml").display().to_string();
     let (code, out, err) = run_weir(&["validate", "--config", &missing]).await;

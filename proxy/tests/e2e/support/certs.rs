@@ -34,8 +34,14 @@ impl Certs {
         let ca_key = KeyPair::generate().expect("ca key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "weir test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "weir test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca = ca_params.self_signed(&ca_key).expect("ca cert");
 
         let server_key = KeyPair::generate().expect("server key");
@@ -45,13 +51,20 @@ impl Certs {
             SanType::DnsName("localhost".to_string().try_into().expect("ia5")),
             SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         ];
-        let server = sp.signed_by(&server_key, &ca, &ca_key).expect("server cert");
+        let server = sp
+            .signed_by(&server_key, &ca, &ca_key)
+            .expect("server cert");
 
         let client_key = KeyPair::generate().expect("client key");
         let mut cp = CertificateParams::new(Vec::<String>::new()).expect("client params");
-        cp.distinguished_name.push(DnType::CommonName, "weir test client");
-        cp.subject_alt_names = vec![SanType::URI(CLIENT_SPIFFE_ID.to_string().try_into().expect("ia5"))];
-        let client = cp.signed_by(&client_key, &ca, &ca_key).expect("client cert");
+        cp.distinguished_name
+            .push(DnType::CommonName, "weir test client");
+        cp.subject_alt_names = vec![SanType::URI(
+            CLIENT_SPIFFE_ID.to_string().try_into().expect("ia5"),
+        )];
+        let client = cp
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client cert");
 
         let write = |name: &str, text: String| {
             let p = dir.join(name);
@@ -85,15 +98,20 @@ impl Certs {
             .with_safe_default_protocol_versions()
             .expect("protocol versions");
         let builder = if require_client_cert {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots(), provider())
-                .build()
-                .expect("client verifier");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                self.roots(),
+                provider(),
+            )
+            .build()
+            .expect("client verifier");
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
         };
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone()));
-        let mut cfg = builder.with_single_cert(vec![self.server_der.clone()], key).expect("server cert");
+        let mut cfg = builder
+            .with_single_cert(vec![self.server_der.clone()], key)
+            .expect("server cert");
         cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         Arc::new(cfg)
     }
@@ -107,7 +125,9 @@ impl Certs {
             .with_root_certificates(self.roots());
         let mut cfg = if with_client_cert {
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.client_key_der.clone()));
-            builder.with_client_auth_cert(vec![self.client_der.clone()], key).expect("client cert")
+            builder
+                .with_client_auth_cert(vec![self.client_der.clone()], key)
+                .expect("client cert")
         } else {
             builder.with_no_client_auth()
         };

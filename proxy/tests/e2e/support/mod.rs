@@ -7,7 +7,7 @@ pub mod upstream;
 pub mod weir;
 
 pub use certs::Certs;
-pub use client::{empty, full, Client, Resp};
+pub use client::{empty, full, Client};
 pub use tmp::TempDir;
 pub use upstream::{Upstream, UpstreamOpts};
 pub use weir::Weir;

@@ -14,7 +14,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("weir-e2e-{tag}-{}-{n}-{nanos}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("weir-e2e-{tag}-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }

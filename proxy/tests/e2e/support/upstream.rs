@@ -22,7 +22,7 @@
 //! Counters (accepted and closed connections, requests, held requests) wake waiters through
 //! one process-wide [`Notify`], so tests wait for events instead of sleeping.
 
-use super::client::{generated, BoxError, Body};
+use super::client::{generated, Body, BoxError};
 use super::DEADLINE;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -98,7 +98,11 @@ pub struct UpstreamOpts {
 
 impl UpstreamOpts {
     pub fn new(name: &str) -> UpstreamOpts {
-        UpstreamOpts { name: name.to_string(), tls: None, kind: Kind::Hyper }
+        UpstreamOpts {
+            name: name.to_string(),
+            tls: None,
+            kind: Kind::Hyper,
+        }
     }
 
     /// Serve TLS with this configuration (see `Certs::server_config`).
@@ -120,16 +124,27 @@ impl UpstreamOpts {
     }
 
     pub async fn start(self) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
-        let stats = Arc::new(Stats { health: AtomicU16::new(200), ..Stats::default() });
+        let stats = Arc::new(Stats {
+            health: AtomicU16::new(200),
+            ..Stats::default()
+        });
         let (release_tx, release_rx) = watch::channel(false);
-        let shared = Arc::new(Shared { name: self.name.clone(), stats: stats.clone(), release: release_rx });
+        let shared = Arc::new(Shared {
+            name: self.name.clone(),
+            stats: stats.clone(),
+            release: release_rx,
+        });
         let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
         let kind = self.kind;
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 Stats::bump(&shared.stats.accepted);
                 let shared = shared.clone();
                 let tls = tls.clone();
@@ -143,7 +158,13 @@ impl UpstreamOpts {
                 });
             }
         });
-        Upstream { name: self.name, addr, stats, release: release_tx, task }
+        Upstream {
+            name: self.name,
+            addr,
+            stats,
+            release: release_tx,
+            task,
+        }
     }
 }
 
@@ -188,11 +209,6 @@ impl Upstream {
     pub fn set_health(&self, status: u16) {
         self.stats.health.store(status, Ordering::SeqCst);
     }
-
-    /// Stops accepting new connections (existing ones go on).
-    pub fn stop(&self) {
-        self.task.abort();
-    }
 }
 
 impl Drop for Upstream {
@@ -217,44 +233,73 @@ struct ConnInfo {
     alpn: Option<String>,
 }
 
-async fn serve_hyper(stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, shared: Arc<Shared>) {
+async fn serve_hyper(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     match tls {
         None => {
             let info = ConnInfo::default();
-            let svc = hyper::service::service_fn(move |req| handle(req, shared.clone(), info.clone()));
+            let svc =
+                hyper::service::service_fn(move |req| handle(req, shared.clone(), info.clone()));
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         }
         Some(acceptor) => {
-            let Ok(tls_stream) = acceptor.accept(stream).await else { return };
+            let Ok(tls_stream) = acceptor.accept(stream).await else {
+                return;
+            };
             let (_, conn) = tls_stream.get_ref();
             let info = ConnInfo {
                 tls: true,
                 client_cert: conn.peer_certificates().is_some_and(|c| !c.is_empty()),
                 sni: conn.server_name().map(str::to_string),
-                alpn: conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
+                alpn: conn
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
             };
-            let svc = hyper::service::service_fn(move |req| handle(req, shared.clone(), info.clone()));
-            let _ = builder.serve_connection(TokioIo::new(tls_stream), svc).await;
+            let svc =
+                hyper::service::service_fn(move |req| handle(req, shared.clone(), info.clone()));
+            let _ = builder
+                .serve_connection(TokioIo::new(tls_stream), svc)
+                .await;
         }
     }
 }
+
+const COMMANDS: &[&str] = &[
+    "status", "slow", "hold", "download", "upload", "close", "healthz", "hop",
+];
 
 fn full_body(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
-async fn handle(req: Request<Incoming>, shared: Arc<Shared>, info: ConnInfo) -> Result<Response<Body>, BoxError> {
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    info: ConnInfo,
+) -> Result<Response<Body>, BoxError> {
     Stats::bump(&shared.stats.requests);
     let path = req.uri().path().to_string();
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    let head = parts.next().unwrap_or("");
-    let arg = parts.next().unwrap_or("");
+    // The first segment naming a behaviour picks it (so `/api/status/500` works behind a
+    // `/api` route); the next segment is its argument.
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let at = segments.iter().position(|s| COMMANDS.contains(s));
+    let head = at.map(|i| segments[i]).unwrap_or("");
+    let arg = at.and_then(|i| segments.get(i + 1).copied()).unwrap_or("");
     let builder = Response::builder().header("x-upstream", shared.name.as_str());
     let resp = match head {
         "status" => {
-            let code = arg.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
-            builder.status(code).body(full_body(format!("status {}", code.as_u16())))?
+            let code = arg
+                .parse::<u16>()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::OK);
+            builder
+                .status(code)
+                .body(full_body(format!("status {}", code.as_u16())))?
         }
         "slow" => {
             let ms = arg.parse::<u64>().unwrap_or(1000);
@@ -269,7 +314,9 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>, info: ConnInfo) -> 
         }
         "download" => {
             let n = arg.parse::<u64>().unwrap_or(0);
-            builder.header("content-type", "application/octet-stream").body(generated(n, 64 * 1024, |_| {}))?
+            builder
+                .header("content-type", "application/octet-stream")
+                .body(generated(n, 64 * 1024, |_| {}))?
         }
         "upload" => {
             let mut body = req.into_body();
@@ -281,7 +328,9 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>, info: ConnInfo) -> 
             }
             builder.body(full_body(n.to_string()))?
         }
-        "close" => builder.header("connection", "close").body(full_body("bye"))?,
+        "close" => builder
+            .header("connection", "close")
+            .body(full_body("bye"))?,
         "healthz" => {
             let code = shared.stats.health.load(Ordering::SeqCst);
             builder.status(code).body(full_body("health"))?
@@ -305,7 +354,11 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>, info: ConnInfo) -> 
                     })
                     .or_insert(v);
             }
-            let path_q = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or(path.clone());
+            let path_q = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or(path.clone());
             let authority = req.uri().authority().map(|a| a.to_string());
             let body = json!({
                 "upstream": shared.name,
@@ -319,7 +372,9 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>, info: ConnInfo) -> 
                 "sni": info.sni,
                 "alpn": info.alpn,
             });
-            builder.header("content-type", "application/json").body(full_body(body.to_string()))?
+            builder
+                .header("content-type", "application/json")
+                .body(full_body(body.to_string()))?
         }
     };
     Ok(resp)
@@ -363,8 +418,15 @@ async fn serve_closer(mut stream: TcpStream, shared: &Shared) {
         let n = shared.stats.requests.fetch_add(1, Ordering::SeqCst);
         CHANGED.notify_waiters();
         let mode = n % 3;
-        let conn = if mode == 0 { "connection: close\r\n" } else { "" };
-        let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-upstream: {}\r\n{conn}\r\nok", shared.name);
+        let conn = if mode == 0 {
+            "connection: close\r\n"
+        } else {
+            ""
+        };
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-upstream: {}\r\n{conn}\r\nok",
+            shared.name
+        );
         if stream.write_all(resp.as_bytes()).await.is_err() {
             return;
         }

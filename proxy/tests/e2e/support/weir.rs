@@ -19,8 +19,8 @@ pub fn weir_bin() -> &'static str {
 }
 
 pub struct Weir {
-    pub dir: TempDir,
-    pub config: PathBuf,
+    /// Holds the config, certificates and logs; removed on drop.
+    _dir: TempDir,
     pub pid: u32,
     pub admin: SocketAddr,
     pub listeners: HashMap<String, SocketAddr>,
@@ -35,7 +35,10 @@ pub struct Weir {
 fn expand(yaml: &str, dir: &TempDir) -> String {
     let mut text = yaml.replace("$DIR", &dir.path().display().to_string());
     if !text.contains("access_log") {
-        text.push_str(&format!("\naccess_log: {{ path: {} }}\n", dir.join("access.log").display()));
+        text.push_str(&format!(
+            "\naccess_log: {{ path: {} }}\n",
+            dir.join("access.log").display()
+        ));
     }
     text
 }
@@ -67,7 +70,10 @@ impl Weir {
             .arg(workers.to_string())
             .arg("--admin")
             .arg("127.0.0.1:0")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err_file))
@@ -94,14 +100,23 @@ impl Weir {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-                let why = if other.is_err() { "no ready line within 60s" } else { "stdout closed before the ready line" };
-                return Err(format!("weir did not start ({why}); config:\n{}\nstderr:\n{log}", std::fs::read_to_string(&config).unwrap_or_default()));
+                let why = if other.is_err() {
+                    "no ready line within 60s"
+                } else {
+                    "stdout closed before the ready line"
+                };
+                return Err(format!(
+                    "weir did not start ({why}); config:\n{}\nstderr:\n{log}",
+                    std::fs::read_to_string(&config).unwrap_or_default()
+                ));
             }
         };
         // Keep draining stdout (an access log may go there) so the process never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let parse = |v: &Value| -> SocketAddr {
-            v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad address in ready line: {ready}"))
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("bad address in ready line: {ready}"))
         };
         let admin = parse(&ready["admin"]);
         let listeners = ready["listeners"]
@@ -110,12 +125,24 @@ impl Weir {
             .unwrap_or_default();
         let workers = ready["workers"].as_u64().unwrap_or(0);
         let access_log = dir.join("access.log");
-        Ok(Weir { pid, admin, listeners, workers, access_log, stderr, config, dir, child })
+        Ok(Weir {
+            pid,
+            admin,
+            listeners,
+            workers,
+            access_log,
+            stderr,
+            _dir: dir,
+            child,
+        })
     }
 
     /// Address of the listener called `name`.
     pub fn addr(&self, name: &str) -> SocketAddr {
-        *self.listeners.get(name).unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
+        *self
+            .listeners
+            .get(name)
+            .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
     }
 
     /// A keep-alive HTTP/1.1 client to listener `name`.
@@ -151,7 +178,10 @@ impl Weir {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("no access-log entry for {what} in {DEADLINE:?}; log:\n{}", std::fs::read_to_string(&self.access_log).unwrap_or_default());
+        panic!(
+            "no access-log entry for {what} in {DEADLINE:?}; log:\n{}",
+            std::fs::read_to_string(&self.access_log).unwrap_or_default()
+        );
     }
 
     /// Resident set size of the weir process, in bytes (/proc/PID/status VmRSS).
@@ -161,13 +191,20 @@ impl Weir {
 
     /// Sends SIGTERM (through `kill`, no libc needed).
     pub fn sigterm(&self) {
-        let st = std::process::Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().expect("run kill");
+        let st = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status()
+            .expect("run kill");
         assert!(st.success(), "kill -TERM {} failed", self.pid);
     }
 
     /// Waits for the process to exit, at most `within`.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(within, self.child.wait()).await.ok().and_then(Result::ok)
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// stderr of the process so far (for failure messages).
@@ -180,12 +217,20 @@ impl Weir {
 pub async fn run_weir(args: &[&str]) -> (Option<i32>, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        Command::new(weir_bin()).args(args).stdin(Stdio::null()).kill_on_drop(true).output(),
+        Command::new(weir_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .expect("weir exits within 60s")
     .expect("run weir");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Resident set size of process `pid`, in bytes (0 when unreadable).
