@@ -102,7 +102,7 @@ pub async fn push_file(server: &str, file: &Path) -> Result<u64, ClientError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let d = desired::resolve(&label, &text, &dir, PathRefs::Allowed, &|_| None)
+    let d = desired::resolve(&label, &text, dir, PathRefs::Allowed, &|_| None)
         .map_err(ClientError::Invalid)?;
     let server = base(server);
     for (hex, bytes) in &d.blobs {

@@ -59,6 +59,9 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// What the test client's `apply` saw: the bundle and the bytes of its modules.
+type Applied = (Bundle, Vec<Vec<u8>>);
+
 /// Runs a client whose `apply` records each bundle (with the bytes of its modules read at apply
 /// time) and NACKs configs that contain `reject`.
 fn spawn_client(
@@ -67,7 +70,7 @@ fn spawn_client(
     cache: Option<PathBuf>,
 ) -> (
     tokio::task::JoinHandle<()>,
-    mpsc::UnboundedReceiver<(Bundle, Vec<Vec<u8>>)>,
+    mpsc::UnboundedReceiver<Applied>,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut c = ControlClient::new(url, node);
@@ -94,9 +97,7 @@ fn spawn_client(
     (task, rx)
 }
 
-async fn next_bundle(
-    rx: &mut mpsc::UnboundedReceiver<(Bundle, Vec<Vec<u8>>)>,
-) -> (Bundle, Vec<Vec<u8>>) {
+async fn next_bundle(rx: &mut mpsc::UnboundedReceiver<Applied>) -> (Bundle, Vec<Vec<u8>>) {
     tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("no bundle in time")
@@ -148,6 +149,8 @@ async fn client_gets_current_version_then_every_change() {
     );
     assert!(!b1.config_yaml.contains("a.wasm"));
     assert_eq!(m1, vec![wasm("one")]);
+    let cfg = b1.load_config(&dir).unwrap();
+    assert_eq!(std::fs::read(&cfg.filters[0].module).unwrap(), wasm("one"));
     let s = wait_status(&url, |s| acked(s, "node-a") == Some(b1.version)).await;
     assert!(s.nodes[0].connected);
 
@@ -537,4 +540,42 @@ async fn cli_serve_push_status() {
     task.abort();
     let _ = serve.kill();
     let _ = serve.wait();
+}
+
+#[tokio::test]
+async fn watch_over_http2() {
+    use http_body_util::{BodyExt, Empty};
+    let dir = temp_dir("h2");
+    write(&dir.join("a.wasm"), wasm("one"));
+    write(&dir.join("weir.yaml"), config("a.wasm", "1"));
+    let server = start(&dir, loopback()).await;
+    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<bytes::Bytes>>();
+    let uri = format!("http://{}/v1/watch?node=h2-node", server.local_addr());
+    let resp = c.get(uri.parse().unwrap()).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    while !buf.contains(&b'\n') {
+        let frame = tokio::time::timeout(WAIT, body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        buf.extend_from_slice(&frame.into_data().unwrap());
+    }
+    let line = buf.split(|b| *b == b'\n').next().unwrap();
+    let msg: weir::control::wire::WatchMessage = serde_json::from_slice(line).unwrap();
+    assert_eq!(msg.version, server.version().unwrap());
+    assert_eq!(msg.modules["headers"], sha256_hex(&wasm("one")));
+    let s = client::status(&format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    assert!(s
+        .nodes
+        .iter()
+        .any(|n| n.node == "h2-node" && n.connected && n.sent_version == Some(msg.version)));
+    drop(body);
+    server.shutdown().await;
 }

@@ -13,9 +13,7 @@
 //!     .with_cache_dir("/var/cache/weir".into());
 //! client
 //!     .run(|bundle: Bundle| async move {
-//!         let mut config = weir::config::load_str("control", &bundle.config_yaml)
-//!             .map_err(|e| e.to_string())?;
-//!         weir::control::resolve_module_refs(&mut config, &bundle.module_dir)?;
+//!         let config = bundle.load_config(std::path::Path::new("."))?;
 //!         // ... build and publish the snapshot ...
 //!         Ok(())
 //!     })
@@ -229,6 +227,20 @@ pub enum ControlError {
     },
 }
 
+impl ControlError {
+    /// A failure of the exchange (connection, timeout, 5xx) rather than of the content.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ControlError::Http { .. }
+            | ControlError::Body { .. }
+            | ControlError::Timeout { .. }
+            | ControlError::Stream(_) => true,
+            ControlError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
 fn io_err(path: &Path, source: std::io::Error) -> ControlError {
     ControlError::Io {
         path: path.display().to_string(),
@@ -252,6 +264,17 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// Parses and validates the bundle's config (relative files such as TLS certificates
+    /// resolve against `base_dir`), with every `sha256:` module reference rewritten to its
+    /// file in [`Bundle::module_dir`]. Errors are one per line.
+    pub fn load_config(&self, base_dir: &Path) -> Result<Config, String> {
+        let file = format!("control-plane version {}", self.version);
+        let mut config = crate::config::load_str_validated(&file, &self.config_yaml, base_dir)
+            .map_err(|e| e.to_string())?;
+        resolve_module_refs(&mut config, &self.module_dir)?;
+        Ok(config)
+    }
+
     /// Path of the module with digest `hex` in this bundle's module dir.
     pub fn module_path(&self, hex: &str) -> PathBuf {
         module_file(&self.module_dir, hex)
@@ -537,7 +560,9 @@ impl ControlClient {
                 }
             };
             received = true;
-            self.handle(http, state, apply, msg).await;
+            self.handle(http, state, apply, msg)
+                .await
+                .map_err(|e| (received, e))?;
         }
     }
 
@@ -548,7 +573,8 @@ impl ControlClient {
         state: &mut ClientState,
         apply: &mut F,
         msg: wire::WatchMessage,
-    ) where
+    ) -> Result<(), ControlError>
+    where
         F: FnMut(Bundle) -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
@@ -563,6 +589,9 @@ impl ControlClient {
                 .fetch_modules(http, &state.module_dir, &msg.modules)
                 .await
             {
+                // The control plane went away mid-fetch: not this version's fault, so no NACK;
+                // the reconnect will deliver the then-current version again.
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => Err(e.to_string()),
                 Ok(()) => {
                     let bundle = Bundle {
@@ -595,6 +624,7 @@ impl ControlClient {
         if let Err(e) = self.post_ack(http, &ack).await {
             tracing::warn!(version, error = %e, "could not send ack");
         }
+        Ok(())
     }
 
     async fn fetch_modules(
