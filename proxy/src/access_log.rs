@@ -18,7 +18,10 @@ impl AccessLogSink {
             "stdout" | "-" => Some(AccessLogSink::Stdout),
             "stderr" => Some(AccessLogSink::Stderr),
             p => Some(AccessLogSink::File(
-                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
             )),
         })
     }

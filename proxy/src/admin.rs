@@ -13,9 +13,15 @@ use std::sync::Arc;
 pub type Reloader = Arc<dyn Fn() -> Result<u64, String> + Send + Sync>;
 
 /// Serves the admin endpoint on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, reload: Option<Reloader>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    reload: Option<Reloader>,
+) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         let reload = reload.clone();
         tokio::spawn(async move {
@@ -32,13 +38,22 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, reloa
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
-    let mut r = Response::new(full(Bytes::from(serde_json::to_vec_pretty(v).unwrap_or_default())));
+    let mut r = Response::new(full(Bytes::from(
+        serde_json::to_vec_pretty(v).unwrap_or_default(),
+    )));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
-async fn route(req: Request<Incoming>, shared: &Shared, reload: Option<Reloader>) -> Response<ProxyBody> {
+async fn route(
+    req: Request<Incoming>,
+    shared: &Shared,
+    reload: Option<Reloader>,
+) -> Response<ProxyBody> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/ready") => local_response(StatusCode::OK, "ready"),
         (&Method::GET, "/metrics") => {

@@ -22,12 +22,16 @@ pub struct RunOptions {
 
 /// Loads and validates a config file; every error as `file:line:column: message`.
 pub fn load(path: &Path) -> Result<Config, Vec<String>> {
-    let cfg = config::load_file_validated(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let cfg = config::load_file_validated(path)
+        .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     Ok(cfg)
 }
 
 fn base_dir(path: &Path) -> PathBuf {
-    path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."))
+    path.parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// `weir validate`: parse, validate and build everything a snapshot needs.
@@ -43,7 +47,8 @@ pub fn validate(path: &Path) -> Result<(), Vec<String>> {
         .map_err(|e| vec![e.to_string()])?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
-        let services: std::rc::Rc<dyn weir_wasm::HostServices> = std::rc::Rc::new(weir_wasm::NoServices);
+        let services: std::rc::Rc<dyn weir_wasm::HostServices> =
+            std::rc::Rc::new(weir_wasm::NoServices);
         crate::wasm::worker::WorkerFilters::prepare(&snap, services).map(|_| ())
     })
 }
@@ -67,7 +72,14 @@ pub fn swap(
     let result = cfg.and_then(|cfg| {
         let prev = shared.snapshot.load_full();
         let version = shared.take_version();
-        let snap = Snapshot::build(version, cfg, base, Some(&prev), &shared.metrics, &shared.wasm)?;
+        let snap = Snapshot::build(
+            version,
+            cfg,
+            base,
+            Some(&prev),
+            &shared.metrics,
+            &shared.wasm,
+        )?;
         tokio::runtime::Handle::current().block_on(shared.apply(snap))
     });
     match result {
@@ -76,7 +88,10 @@ pub fn swap(
             Ok(v)
         }
         Err(errors) => {
-            shared.metrics.swaps_rejected.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .swaps_rejected
+                .fetch_add(1, Ordering::Relaxed);
             let msg = errors.join("\n");
             tracing::error!(errors = %msg, "configuration rejected; keeping the running one");
             Err(msg)
@@ -95,7 +110,11 @@ pub fn run(opts: RunOptions) -> i32 {
             return 1;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weir: cannot start runtime: {e}");
@@ -161,10 +180,11 @@ impl Proxy {
     /// endpoint, and returns once every worker accepts connections. Must run inside a tokio
     /// runtime (health checks and the admin endpoint run on it).
     pub async fn start(cfg: Config, base: &Path, opts: StartOptions) -> Result<Proxy, Vec<String>> {
-        let workers = opts
-            .workers
-            .filter(|w| *w > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let workers = opts.workers.filter(|w| *w > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
         let metrics = Arc::new(Registry::default());
         let admin_addr = opts.admin.clone().or_else(|| cfg.admin.clone());
         let listeners_cfg = cfg.listeners.clone();
@@ -195,21 +215,37 @@ impl Proxy {
             None => None,
         };
         let admin = admin_bound.as_ref().and_then(|l| l.local_addr().ok());
-        let admin_task = admin_bound
-            .map(|l| tokio::spawn(crate::admin::serve(l, shared.clone(), Some(reloader.clone()))));
+        let admin_task = admin_bound.map(|l| {
+            tokio::spawn(crate::admin::serve(
+                l,
+                shared.clone(),
+                Some(reloader.clone()),
+            ))
+        });
 
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::new();
         for ((id, sockets), cmds) in bound.per_worker.into_iter().enumerate().zip(commands) {
-            let t = listener::spawn_worker(id, shared.clone(), sockets, shutdown_rx.clone(), cmds, ready_tx.clone())
-                .map_err(|e| vec![format!("cannot start worker {id}: {e}")])?;
+            let t = listener::spawn_worker(
+                id,
+                shared.clone(),
+                sockets,
+                shutdown_rx.clone(),
+                cmds,
+                ready_tx.clone(),
+            )
+            .map_err(|e| vec![format!("cannot start worker {id}: {e}")])?;
             threads.push(t);
         }
         drop(ready_tx);
         let ready = tokio::task::spawn_blocking(move || {
             (0..workers)
-                .map(|_| ready_rx.recv().unwrap_or_else(|_| Err("a worker died while starting".into())))
+                .map(|_| {
+                    ready_rx
+                        .recv()
+                        .unwrap_or_else(|_| Err("a worker died while starting".into()))
+                })
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -233,7 +269,10 @@ impl Proxy {
 
     /// The address of listener `name`.
     pub fn listener(&self, name: &str) -> Option<std::net::SocketAddr> {
-        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
     }
 
     /// The JSON line `weir run` prints once ready.
@@ -273,9 +312,11 @@ impl Proxy {
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration.
 async fn wait_for_shutdown(reloader: crate::admin::Reloader) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         std::future::pending::<()>().await;
         return;

@@ -59,7 +59,11 @@ filters:
 
 type DemoClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
-async fn get(client: &DemoClient, url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, String) {
+async fn get(
+    client: &DemoClient,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, String) {
     let mut req = http::Request::new(Empty::<Bytes>::new());
     *req.uri_mut() = url.parse().expect("demo URLs are valid");
     for (k, v) in headers {
@@ -72,7 +76,12 @@ async fn get(client: &DemoClient, url: &str, headers: &[(&str, &str)]) -> (u16, 
         Ok(resp) => {
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             (status, headers, String::from_utf8_lossy(&body).into_owned())
         }
         Err(e) => (0, http::HeaderMap::new(), e.to_string()),
@@ -85,7 +94,11 @@ fn hv<'a>(h: &'a http::HeaderMap, name: &str) -> &'a str {
 
 /// Runs the demo; returns the exit code.
 pub fn demo() -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weir demo: {e}");
@@ -103,8 +116,12 @@ pub fn demo() -> i32 {
 
 async fn run() -> Result<(), String> {
     let filters_dir = std::env::var("WEIR_FILTERS_DIR").unwrap_or_else(|_| "target/filters".into());
-    let v1 = crate::bench::upstream::spawn("orders-v1").await.map_err(|e| e.to_string())?;
-    let v2 = crate::bench::upstream::spawn("orders-v2").await.map_err(|e| e.to_string())?;
+    let v1 = crate::bench::upstream::spawn("orders-v1")
+        .await
+        .map_err(|e| e.to_string())?;
+    let v2 = crate::bench::upstream::spawn("orders-v2")
+        .await
+        .map_err(|e| e.to_string())?;
     println!("== upstreams: orders-v1 on {v1}, orders-v2 on {v2}");
     let yaml = CONFIG
         .replace("V1", &v1.to_string())
@@ -133,7 +150,12 @@ async fn run() -> Result<(), String> {
     let proxy = Proxy::start(
         cfg,
         Path::new("."),
-        StartOptions { workers: Some(2), admin: Some("127.0.0.1:0".into()), node: "demo".into(), config_path: None },
+        StartOptions {
+            workers: Some(2),
+            admin: Some("127.0.0.1:0".into()),
+            node: "demo".into(),
+            config_path: None,
+        },
     )
     .await
     .map_err(|e| e.join("\n"))?;
@@ -173,11 +195,24 @@ async fn run() -> Result<(), String> {
 
     println!("\n-- 4. API-key auth and rate limiting (3 per minute per key) on /api");
     let (s, h, _) = get(&client, &format!("{base}/api/orders"), &[]).await;
-    println!("no key            -> {s} www-authenticate={}", hv(&h, "www-authenticate"));
-    let (s, _, _) = get(&client, &format!("{base}/api/orders"), &[("x-api-key", "wrong")]).await;
+    println!(
+        "no key            -> {s} www-authenticate={}",
+        hv(&h, "www-authenticate")
+    );
+    let (s, _, _) = get(
+        &client,
+        &format!("{base}/api/orders"),
+        &[("x-api-key", "wrong")],
+    )
+    .await;
     println!("wrong key         -> {s}");
     for i in 1..=5 {
-        let (s, h, _) = get(&client, &format!("{base}/api/orders"), &[("x-api-key", "demo-key")]).await;
+        let (s, h, _) = get(
+            &client,
+            &format!("{base}/api/orders"),
+            &[("x-api-key", "demo-key")],
+        )
+        .await;
         println!(
             "demo-key, try {i}   -> {s} x-ratelimit-remaining={} retry-after={}",
             hv(&h, "x-ratelimit-remaining"),
@@ -201,7 +236,13 @@ async fn run() -> Result<(), String> {
 
     println!("\n-- 7. metrics (admin /metrics, excerpt)");
     let (_, _, metrics) = get(&client, &format!("http://{admin}/metrics"), &[]).await;
-    for line in metrics.lines().filter(|l| l.starts_with("weir_requests_total") || l.starts_with("weir_filter_errors_total")).take(20) {
+    for line in metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("weir_requests_total") || l.starts_with("weir_filter_errors_total")
+        })
+        .take(20)
+    {
         println!("{line}");
     }
     proxy.shutdown().await;

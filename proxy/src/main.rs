@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "A WebAssembly-programmable service proxy")]
+#[command(
+    name = "weir",
+    version,
+    about = "A WebAssembly-programmable service proxy"
+)]
 struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text")]
@@ -70,7 +74,9 @@ fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {
@@ -82,22 +88,39 @@ fn main() {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
     let code = match cli.cmd {
-        Cmd::Run { config, watch, workers, admin, node } => {
-            weir::app::run(weir::app::RunOptions { config, workers, admin, watch, node })
-        }
+        Cmd::Run {
+            config,
+            watch,
+            workers,
+            admin,
+            node,
+        } => weir::app::run(weir::app::RunOptions {
+            config,
+            workers,
+            admin,
+            watch,
+            node,
+        }),
         Cmd::Demo => weir::demo::demo(),
-        Cmd::Bench { config, duration, connections, rate, http2, json, workers, path } => {
-            weir::bench::run::bench(weir::bench::run::BenchOptions {
-                config,
-                duration,
-                connections,
-                rate,
-                http2,
-                json,
-                workers,
-                path,
-            })
-        }
+        Cmd::Bench {
+            config,
+            duration,
+            connections,
+            rate,
+            http2,
+            json,
+            workers,
+            path,
+        } => weir::bench::run::bench(weir::bench::run::BenchOptions {
+            config,
+            duration,
+            connections,
+            rate,
+            http2,
+            json,
+            workers,
+            path,
+        }),
         Cmd::Validate { config } => match weir::app::validate(&config) {
             Ok(()) => {
                 println!("ok");

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
 
 /// A latency histogram with fixed buckets.
@@ -30,7 +31,8 @@ impl Histogram {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -55,13 +57,19 @@ pub struct CodeCounters {
 
 impl Default for CodeCounters {
     fn default() -> Self {
-        CodeCounters { codes: (0..600).map(|_| AtomicU64::new(0)).collect() }
+        CodeCounters {
+            codes: (0..600).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 }
 
 impl CodeCounters {
     pub fn inc(&self, code: u16) {
-        let i = if (100..600).contains(&code) { code as usize } else { 0 };
+        let i = if (100..600).contains(&code) {
+            code as usize
+        } else {
+            0
+        };
         self.codes[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -82,6 +90,9 @@ pub struct RequestStats {
     pub duration: Histogram,
 }
 
+/// Appends metric text to a scrape.
+pub type Renderer = Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// The registry of every metric weir itself exports.
 #[derive(Default)]
 pub struct Registry {
@@ -93,28 +104,34 @@ pub struct Registry {
     pub swaps_ok: AtomicU64,
     pub swaps_rejected: AtomicU64,
     /// Extra text appended to every scrape (e.g. filter metrics from the wasm host).
-    extra: Mutex<Vec<Arc<dyn Fn(&mut String) + Send + Sync>>>,
+    extra: Mutex<Vec<Renderer>>,
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Registry {
     /// The stats of `(listener, route, cluster)`, created on first use (snapshot build time).
     pub fn request_stats(&self, listener: &str, route: &str, cluster: &str) -> Arc<RequestStats> {
         let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry((listener.into(), route.into(), cluster.into())).or_default().clone()
+        m.entry((listener.into(), route.into(), cluster.into()))
+            .or_default()
+            .clone()
     }
 
     /// The upstream response counters of `(cluster, endpoint)`.
     pub fn upstream_stats(&self, cluster: &str, endpoint: &str) -> Arc<CodeCounters> {
         let mut m = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry((cluster.into(), endpoint.into())).or_default().clone()
+        m.entry((cluster.into(), endpoint.into()))
+            .or_default()
+            .clone()
     }
 
     /// Registers a renderer whose output is appended to every scrape.
-    pub fn add_renderer(&self, f: Arc<dyn Fn(&mut String) + Send + Sync>) {
+    pub fn add_renderer(&self, f: Renderer) {
         self.extra.lock().unwrap_or_else(|e| e.into_inner()).push(f);
     }
 
@@ -123,7 +140,11 @@ impl Registry {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP weir_requests_total Downstream requests by listener, route, cluster and status code.\n");
         out.push_str("# TYPE weir_requests_total counter\n");
-        let reqs = self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let reqs = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for ((l, r, c), s) in &reqs {
             s.codes.each(|code, v| {
                 let _ = writeln!(
@@ -144,11 +165,16 @@ impl Registry {
                 escape(r),
                 escape(c)
             );
-            s.duration.render(&mut out, "weir_request_duration_seconds", &labels);
+            s.duration
+                .render(&mut out, "weir_request_duration_seconds", &labels);
         }
         out.push_str("# HELP weir_upstream_requests_total Upstream responses by cluster, endpoint and status code.\n");
         out.push_str("# TYPE weir_upstream_requests_total counter\n");
-        let ups = self.upstream.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ups = self
+            .upstream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for ((c, e), s) in &ups {
             s.each(|code, v| {
                 let _ = writeln!(
@@ -160,12 +186,30 @@ impl Registry {
             });
         }
         let simple = [
-            ("weir_upstream_retries_total", "counter", "Upstream request retries.", self.retries.load(Ordering::Relaxed)),
-            ("weir_upstream_ejections_total", "counter", "Endpoints ejected by outlier detection.", self.ejections.load(Ordering::Relaxed)),
-            ("weir_config_version", "gauge", "Version of the running configuration snapshot.", self.config_version.load(Ordering::Relaxed)),
+            (
+                "weir_upstream_retries_total",
+                "counter",
+                "Upstream request retries.",
+                self.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "weir_upstream_ejections_total",
+                "counter",
+                "Endpoints ejected by outlier detection.",
+                self.ejections.load(Ordering::Relaxed),
+            ),
+            (
+                "weir_config_version",
+                "gauge",
+                "Version of the running configuration snapshot.",
+                self.config_version.load(Ordering::Relaxed),
+            ),
         ];
         for (name, kind, help, v) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
         let _ = writeln!(
             out,

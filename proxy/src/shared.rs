@@ -20,7 +20,10 @@ pub struct WorkerStats {
 pub enum WorkerCmd {
     /// Instantiate this snapshot's filter VMs on the worker (`proxy_on_vm_start`,
     /// `proxy_on_configure`) and keep them ready; answer with every error.
-    Prepare { snapshot: Arc<Snapshot>, reply: oneshot::Sender<Result<(), Vec<String>>> },
+    Prepare {
+        snapshot: Arc<Snapshot>,
+        reply: oneshot::Sender<Result<(), Vec<String>>>,
+    },
     /// Drop what `Prepare` built for a version that will not be published.
     Discard { version: u64 },
 }
@@ -46,7 +49,9 @@ impl Shared {
         workers: usize,
         node: String,
     ) -> (Arc<Shared>, Vec<mpsc::UnboundedReceiver<WorkerCmd>>) {
-        metrics.config_version.store(snapshot.version, Ordering::Relaxed);
+        metrics
+            .config_version
+            .store(snapshot.version, Ordering::Relaxed);
         let (tx, rx): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
         let next = snapshot.version + 1;
         let shared = Arc::new(Shared {
@@ -76,7 +81,13 @@ impl Shared {
         let mut replies = Vec::with_capacity(self.worker_tx.len());
         for tx in &self.worker_tx {
             let (reply, rx) = oneshot::channel();
-            if tx.send(WorkerCmd::Prepare { snapshot: snapshot.clone(), reply }).is_ok() {
+            if tx
+                .send(WorkerCmd::Prepare {
+                    snapshot: snapshot.clone(),
+                    reply,
+                })
+                .is_ok()
+            {
                 replies.push(rx);
             }
         }
@@ -104,7 +115,9 @@ impl Shared {
             return Err(errors);
         }
         self.snapshot.store(snapshot);
-        self.metrics.config_version.store(version, Ordering::Relaxed);
+        self.metrics
+            .config_version
+            .store(version, Ordering::Relaxed);
         self.metrics.swaps_ok.fetch_add(1, Ordering::Relaxed);
         Ok(version)
     }

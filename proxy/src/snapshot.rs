@@ -101,10 +101,13 @@ impl Snapshot {
             let log_cfg = l.access_log.as_ref().or(config.access_log.as_ref());
             let access_log = match log_cfg {
                 Some(a) => {
-                    let path = if matches!(a.path.as_str(), "stdout" | "stderr" | "off" | "-" | "") {
+                    let path = if matches!(a.path.as_str(), "stdout" | "stderr" | "off" | "-" | "")
+                    {
                         a.path.clone()
                     } else {
-                        config::resolve_path(base_dir, &a.path).display().to_string()
+                        config::resolve_path(base_dir, &a.path)
+                            .display()
+                            .to_string()
                     };
                     match AccessLogSink::open(&path) {
                         Ok(s) => s.map(Arc::new),

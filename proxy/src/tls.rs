@@ -8,7 +8,10 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: no PEM certificate found")]
     NoCert { path: String },
     #[error("{path}: no PEM private key found")]
@@ -25,8 +28,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let p = path.display().to_string();
-    let data = std::fs::read(path).map_err(|e| TlsError::Read { path: p.clone(), source: e })?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice()).filter_map(Result::ok).collect();
+    let data = std::fs::read(path).map_err(|e| TlsError::Read {
+        path: p.clone(),
+        source: e,
+    })?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
+        .filter_map(Result::ok)
+        .collect();
     if certs.is_empty() {
         return Err(TlsError::NoCert { path: p });
     }
@@ -35,7 +43,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let p = path.display().to_string();
-    let data = std::fs::read(path).map_err(|e| TlsError::Read { path: p.clone(), source: e })?;
+    let data = std::fs::read(path).map_err(|e| TlsError::Read {
+        path: p.clone(),
+        source: e,
+    })?;
     rustls_pemfile::private_key(&mut data.as_slice())
         .ok()
         .flatten()
@@ -93,7 +104,11 @@ pub fn client_config(
         Some((c, k)) => builder.with_client_auth_cert(load_certs(c)?, load_key(k)?)?,
         None => builder.with_no_client_auth(),
     };
-    cfg.alpn_protocols = if http2 { vec![b"h2".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    cfg.alpn_protocols = if http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Arc::new(cfg))
 }
 
@@ -112,7 +127,10 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> PeerIdentity {
     let Ok((_, x)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
         return PeerIdentity::default();
     };
-    let mut id = PeerIdentity { subject: Some(x.subject().to_string()), ..Default::default() };
+    let mut id = PeerIdentity {
+        subject: Some(x.subject().to_string()),
+        ..Default::default()
+    };
     if let Ok(Some(san)) = x.subject_alternative_name() {
         for n in &san.value.general_names {
             match n {

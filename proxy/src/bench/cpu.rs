@@ -21,9 +21,13 @@ pub fn threads_cpu(prefix: &str) -> Duration {
         if !comm.trim_end().starts_with(prefix) {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
         // Fields after the `(comm)`: state is field 3; utime/stime are fields 14 and 15.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let ut: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
         let st: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);

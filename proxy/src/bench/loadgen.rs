@@ -53,7 +53,9 @@ enum Sender {
 }
 
 async fn connect(target: SocketAddr, http2: bool) -> Result<Sender, String> {
-    let tcp = tokio::net::TcpStream::connect(target).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(target)
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let io = TokioIo::new(tcp);
     if http2 {
@@ -63,7 +65,9 @@ async fn connect(target: SocketAddr, http2: bool) -> Result<Sender, String> {
         tokio::spawn(c);
         Ok(Sender::H2(s))
     } else {
-        let (s, c) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+        let (s, c) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(c);
         Ok(Sender::H1(s))
     }
@@ -71,7 +75,9 @@ async fn connect(target: SocketAddr, http2: bool) -> Result<Sender, String> {
 
 async fn one(sender: &mut Sender, target: SocketAddr, path: &str) -> Result<u16, String> {
     let mut req = http::Request::new(Empty::<Bytes>::new());
-    *req.uri_mut() = path.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    *req.uri_mut() = path
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
     req.headers_mut().insert(
         http::header::HOST,
         http::HeaderValue::from_str(&target.to_string()).map_err(|e| e.to_string())?,
@@ -82,7 +88,9 @@ async fn one(sender: &mut Sender, target: SocketAddr, path: &str) -> Result<u16,
             s.send_request(req).await
         }
         Sender::H2(s) => {
-            *req.uri_mut() = format!("http://{target}{path}").parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+            *req.uri_mut() = format!("http://{target}{path}")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
             *req.version_mut() = http::Version::HTTP_2;
             s.ready().await.map_err(|e| e.to_string())?;
             s.send_request(req).await
@@ -90,12 +98,21 @@ async fn one(sender: &mut Sender, target: SocketAddr, path: &str) -> Result<u16,
     }
     .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    resp.into_body().collect().await.map_err(|e| e.to_string())?;
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(status)
 }
 
-async fn connection_loop(opts: Arc<LoadOptions>, start: Instant, per_conn_rate: Option<f64>, done: Arc<AtomicU64>) -> LoadResult {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+async fn connection_loop(
+    opts: Arc<LoadOptions>,
+    start: Instant,
+    per_conn_rate: Option<f64>,
+    done: Arc<AtomicU64>,
+) -> LoadResult {
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let (mut requests, mut errors, mut non_2xx) = (0u64, 0u64, 0u64);
     let end = start + opts.duration;
     let mut sender = None;
@@ -145,7 +162,13 @@ async fn connection_loop(opts: Arc<LoadOptions>, start: Instant, per_conn_rate: 
             }
         }
     }
-    LoadResult { requests, errors, non_2xx, elapsed: opts.duration, latency: hist }
+    LoadResult {
+        requests,
+        errors,
+        non_2xx,
+        elapsed: opts.duration,
+        latency: hist,
+    }
 }
 
 /// Runs the load on a dedicated thread and runtime; blocks until done.

@@ -43,10 +43,22 @@ pub fn default_config(filters_dir: &Path) -> Config {
     let mut filters = Vec::new();
     let mut chain = Vec::new();
     let builtins: [(&str, serde_json::Value); 4] = [
-        ("auth", serde_json::json!({"api_keys": {"header": "x-api-key", "keys": {"bench-key": "bench"}}, "rules": []})),
-        ("rate_limit", serde_json::json!({"rate": 100000000, "per": "second", "burst": 100000000, "key": "global"})),
-        ("header_rewrite", serde_json::json!({"request": {"set": {"x-bench": "1"}}, "response": {"set": {"x-served-by": "weir"}}})),
-        ("fault", serde_json::json!({"abort": {"status": 503, "percent": 0}, "header_override": false})),
+        (
+            "auth",
+            serde_json::json!({"api_keys": {"header": "x-api-key", "keys": {"bench-key": "bench"}}, "rules": []}),
+        ),
+        (
+            "rate_limit",
+            serde_json::json!({"rate": 100000000, "per": "second", "burst": 100000000, "key": "global"}),
+        ),
+        (
+            "header_rewrite",
+            serde_json::json!({"request": {"set": {"x-bench": "1"}}, "response": {"set": {"x-served-by": "weir"}}}),
+        ),
+        (
+            "fault",
+            serde_json::json!({"abort": {"status": 503, "percent": 0}, "header_override": false}),
+        ),
     ];
     for (name, cfg) in builtins {
         let module = filters_dir.join(format!("{name}.wasm"));
@@ -89,15 +101,28 @@ fn strip_filters(cfg: &Config) -> Config {
     c
 }
 
-async fn measure(label: &str, cfg: Config, base: &Path, opts: &BenchOptions) -> Result<RunFigures, String> {
+async fn measure(
+    label: &str,
+    cfg: Config,
+    base: &Path,
+    opts: &BenchOptions,
+) -> Result<RunFigures, String> {
     let proxy = Proxy::start(
         cfg,
         base,
-        StartOptions { workers: Some(opts.workers), node: "bench".into(), ..Default::default() },
+        StartOptions {
+            workers: Some(opts.workers),
+            node: "bench".into(),
+            ..Default::default()
+        },
     )
     .await
     .map_err(|e| e.join("\n"))?;
-    let target = proxy.listeners.first().map(|(_, a)| *a).ok_or("the config has no listener")?;
+    let target = proxy
+        .listeners
+        .first()
+        .map(|(_, a)| *a)
+        .ok_or("the config has no listener")?;
     // Warm up pools and VMs.
     let warm = loadgen::LoadOptions {
         target,
@@ -144,7 +169,11 @@ async fn measure(label: &str, cfg: Config, base: &Path, opts: &BenchOptions) -> 
 
 /// Runs the benchmark; returns the exit code.
 pub fn bench(opts: BenchOptions) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weir bench: {e}");
@@ -164,12 +193,20 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
     let (mut cfg, base) = match &opts.config {
         Some(p) => {
             let cfg = config::load_file(p).map_err(|e| e.to_string())?;
-            let base = p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+            let base = p
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
             (cfg, base)
         }
-        None => (default_config(Path::new("target/filters")), PathBuf::from(".")),
+        None => (
+            default_config(Path::new("target/filters")),
+            PathBuf::from("."),
+        ),
     };
-    let up = upstream::spawn("bench-upstream").await.map_err(|e| e.to_string())?;
+    let up = upstream::spawn("bench-upstream")
+        .await
+        .map_err(|e| e.to_string())?;
     for c in &mut cfg.clusters {
         c.endpoints = vec![up.to_string()];
         c.tls = None;
@@ -209,7 +246,15 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
     for r in [&with, &without] {
         println!(
             "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {} |",
-            r.label, r.rps, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.cpu_us_per_request, r.errors, r.non_2xx
+            r.label,
+            r.rps,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.cpu_us_per_request,
+            r.errors,
+            r.non_2xx
         );
     }
     println!(

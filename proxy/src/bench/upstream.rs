@@ -11,21 +11,38 @@ use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-async fn answer(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn answer(
+    name: Arc<str>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let mut resp = if req.uri().path() == "/bench" {
         Response::new(Full::new(Bytes::from_static(b"ok")))
     } else {
         let headers: serde_json::Map<String, serde_json::Value> = req
             .headers()
             .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                )
+            })
             .collect();
         let method = req.method().to_string();
-        let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         let _ = req.into_body().collect().await;
         let v = serde_json::json!({ "upstream": &*name, "method": method, "path": path, "headers": headers });
-        let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(&v).unwrap_or_default())));
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        let mut r = Response::new(Full::new(Bytes::from(
+            serde_json::to_vec(&v).unwrap_or_default(),
+        )));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
         r
     };
     if let Ok(v) = http::HeaderValue::from_str(&name) {
@@ -41,7 +58,9 @@ pub async fn spawn(name: &str) -> std::io::Result<SocketAddr> {
     let name: Arc<str> = Arc::from(name);
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let name = name.clone();
             tokio::spawn(async move {

@@ -34,7 +34,10 @@ pub enum ClusterError {
     #[error("cluster {cluster}: {message}")]
     Invalid { cluster: String, message: String },
     #[error("cluster {cluster}: {source}")]
-    Tls { cluster: String, source: crate::tls::TlsError },
+    Tls {
+        cluster: String,
+        source: crate::tls::TlsError,
+    },
 }
 
 /// A cluster as the request path sees it: immutable config plus shared atomic state.
@@ -71,7 +74,10 @@ impl ClusterState {
         base_dir: &std::path::Path,
         metrics: &crate::metrics::Registry,
     ) -> Result<Self, ClusterError> {
-        let invalid = |message: String| ClusterError::Invalid { cluster: cfg.name.clone(), message };
+        let invalid = |message: String| ClusterError::Invalid {
+            cluster: cfg.name.clone(),
+            message,
+        };
         if cfg.endpoints.is_empty() {
             return Err(invalid("no endpoints".into()));
         }
@@ -103,8 +109,13 @@ impl ClusterState {
                     (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
                     _ => None,
                 };
-                let config = crate::tls::client_config(ca.as_deref(), ck, cfg.http2)
-                    .map_err(|e| ClusterError::Tls { cluster: cfg.name.clone(), source: e })?;
+                let config =
+                    crate::tls::client_config(ca.as_deref(), ck, cfg.http2).map_err(|e| {
+                        ClusterError::Tls {
+                            cluster: cfg.name.clone(),
+                            source: e,
+                        }
+                    })?;
                 let sni = match &t.sni {
                     Some(s) => Some(
                         rustls::pki_types::ServerName::try_from(s.clone())
@@ -115,13 +126,19 @@ impl ClusterState {
                 Some(pool::UpstreamTls { config, sni })
             }
         };
-        let outlier = cfg.outlier.as_ref().map(|o| outlier::OutlierDetector::new(o, endpoints.len()));
+        let outlier = cfg
+            .outlier
+            .as_ref()
+            .map(|o| outlier::OutlierDetector::new(o, endpoints.len()));
         let (health, health_task) = match &cfg.health_check {
             Some(hc) if tokio::runtime::Handle::try_current().is_ok() => {
                 let state = health::HealthState::new(endpoints.len());
                 let addrs: Vec<SocketAddr> = endpoints
                     .iter()
-                    .map(|e| e.socket.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
+                    .map(|e| {
+                        e.socket
+                            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+                    })
                     .collect();
                 let task = health::spawn_health_checker(hc.clone(), addrs, state.clone());
                 (Some(state), Some(task))
@@ -137,7 +154,11 @@ impl ClusterState {
             outlier,
             health,
             health_task,
-            scheme: if cfg.tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP },
+            scheme: if cfg.tls.is_some() {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            },
             tls,
             active: AtomicU32::new(0),
             ejections: AtomicU64::new(0),

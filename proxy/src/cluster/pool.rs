@@ -73,7 +73,7 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
             let stream = tokio_rustls::TlsConnector::from(tls.config)
                 .connect(name, tcp.into_inner())
                 .await?;
-            Ok(UpstreamStream::Tls(TokioIo::new(stream)))
+            Ok(UpstreamStream::Tls(Box::new(TokioIo::new(stream))))
         })
     }
 }
@@ -81,7 +81,7 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
 /// A dialed upstream connection.
 pub enum UpstreamStream {
     Plain(TokioIo<TcpStream>),
-    Tls(TokioIo<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
 }
 
 impl Connection for UpstreamStream {
@@ -109,7 +109,7 @@ impl hyper::rt::Read for UpstreamStream {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -122,21 +122,21 @@ impl hyper::rt::Write for UpstreamStream {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpstreamStream::Tls(s) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
@@ -147,7 +147,7 @@ impl hyper::rt::Write for UpstreamStream {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            UpstreamStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -184,7 +184,9 @@ impl WorkerPools {
     /// The client for `cluster`, created on first use on this worker.
     pub fn client(&self, cluster: &ClusterState) -> UpstreamClient {
         let mut map = self.clients.borrow_mut();
-        map.entry(cluster.id).or_insert_with(|| build_client(cluster)).clone()
+        map.entry(cluster.id)
+            .or_insert_with(|| build_client(cluster))
+            .clone()
     }
 
     /// Drops pools of clusters no longer in the running snapshot (called when a worker first

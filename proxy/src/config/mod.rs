@@ -8,9 +8,11 @@ mod load;
 mod units;
 mod validate;
 
-pub use load::{load_file, load_file_validated, load_str, load_str_validated, ConfigError, ConfigErrors};
-pub use validate::validate;
+pub use load::{
+    load_file, load_file_validated, load_str, load_str_validated, ConfigError, ConfigErrors,
+};
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
+pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -285,7 +287,10 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { max_idle_per_endpoint: 64, idle_timeout: Dur::from_secs(60) }
+        PoolConfig {
+            max_idle_per_endpoint: 64,
+            idle_timeout: Dur::from_secs(60),
+        }
     }
 }
 
@@ -299,7 +304,11 @@ pub struct ClusterLimits {
 
 impl Default for ClusterLimits {
     fn default() -> Self {
-        ClusterLimits { max_connections: 1024, max_pending: 1024, max_requests: 1024 }
+        ClusterLimits {
+            max_connections: 1024,
+            max_pending: 1024,
+            max_requests: 1024,
+        }
     }
 }
 

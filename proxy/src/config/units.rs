@@ -47,7 +47,9 @@ impl<'de> Deserialize<'de> for Dur {
                 Ok(Dur::from_secs(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                u64::try_from(v).map(Dur::from_secs).map_err(|_| E::custom("duration must not be negative"))
+                u64::try_from(v)
+                    .map(Dur::from_secs)
+                    .map_err(|_| E::custom("duration must not be negative"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
                 if v.is_finite() && v >= 0.0 {
@@ -88,9 +90,9 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b >= 1 << 20 && b % (1 << 20) == 0 {
+        if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", b >> 20)
-        } else if b >= 1 << 10 && b % (1 << 10) == 0 {
+        } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
             write!(f, "{}KiB", b >> 10)
         } else {
             write!(f, "{b}")
@@ -116,7 +118,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("size must not be negative"))
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("size must not be negative"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 parse_size(v).map_err(E::custom)
@@ -131,15 +135,23 @@ pub fn parse_size(s: &str) -> Result<ByteSize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?} (use e.g. 64MiB, 60KiB)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (use e.g. 64MiB, 60KiB)"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("invalid size unit in {s:?} (use B, KiB, MiB or GiB)")),
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?} (use B, KiB, MiB or GiB)"
+            ))
+        }
     };
-    n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .map(ByteSize)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 #[cfg(test)]

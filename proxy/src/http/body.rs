@@ -26,7 +26,12 @@ pub struct LimitedBody<B> {
 
 impl<B> LimitedBody<B> {
     pub fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
-        LimitedBody { inner, seen: 0, limit, exceeded }
+        LimitedBody {
+            inner,
+            seen: 0,
+            limit,
+            exceeded,
+        }
     }
 }
 
@@ -49,7 +54,9 @@ where
                     this.seen += data.len() as u64;
                     if this.seen > this.limit {
                         this.exceeded.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: this.limit }))));
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
+                            limit: this.limit,
+                        }))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -91,7 +98,11 @@ pub struct ObservedBody<B> {
 
 impl<B> ObservedBody<B> {
     pub fn new(inner: B, on_end: OnBodyEnd) -> Self {
-        ObservedBody { inner, bytes: 0, on_end: Some(on_end) }
+        ObservedBody {
+            inner,
+            bytes: 0,
+            on_end: Some(on_end),
+        }
     }
 
     fn finish(&mut self, end: BodyEnd) {

@@ -39,9 +39,9 @@ impl ProxyError {
         use http::StatusCode as S;
         match self {
             ProxyError::NoRoute => S::NOT_FOUND,
-            ProxyError::NoHealthyUpstream | ProxyError::ConnectFailure(_) | ProxyError::Overflow => {
-                S::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoHealthyUpstream
+            | ProxyError::ConnectFailure(_)
+            | ProxyError::Overflow => S::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout => S::GATEWAY_TIMEOUT,
             ProxyError::UpstreamReset(_) => S::BAD_GATEWAY,
             ProxyError::BadRequest(_) => S::BAD_REQUEST,
@@ -101,14 +101,18 @@ pub fn local_response(status: http::StatusCode, text: &str) -> http::Response<Pr
     body.push('\n');
     let mut resp = http::Response::new(full(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     resp
 }
 
 /// A complete in-memory body.
 pub fn full(bytes: Bytes) -> ProxyBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Classifies a hyper client error into the proxy error it means.

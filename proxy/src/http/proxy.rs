@@ -44,7 +44,9 @@ impl Worker {
             shared,
             pools: Default::default(),
             filters: Default::default(),
-            services: Rc::new(crate::wasm::services::ProxyServices { worker: weak.clone() }),
+            services: Rc::new(crate::wasm::services::ProxyServices {
+                worker: weak.clone(),
+            }),
         })
     }
 
@@ -96,7 +98,9 @@ pub struct TlsInfo {
 }
 
 fn empty_body() -> ProxyBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn version_str(v: Version) -> &'static str {
@@ -173,7 +177,10 @@ where
 {
     fin.status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
-    let body: ResponseBody = Box::pin(ObservedBody::new(body, Box::new(move |n, end| fin.done(n, end))));
+    let body: ResponseBody = Box::pin(ObservedBody::new(
+        body,
+        Box::new(move |n, end| fin.done(n, end)),
+    ));
     Response::from_parts(parts, body)
 }
 
@@ -226,9 +233,13 @@ pub async fn handle(
     let start = Instant::now();
     let start_time = SystemTime::now();
     let shared = &worker.shared;
-    shared.workers[worker.id].requests.fetch_add(1, Ordering::Relaxed);
+    shared.workers[worker.id]
+        .requests
+        .fetch_add(1, Ordering::Relaxed);
     let snap = shared.snapshot.load_full();
-    worker.pools.retain_for(snap.version, &|id| snap.has_cluster_id(id));
+    worker
+        .pools
+        .retain_for(snap.version, &|id| snap.has_cluster_id(id));
     let Some(listener) = snap.listeners.get(&*conn.listener).cloned() else {
         let (p, b) = ProxyError::NoRoute.to_response().into_parts();
         return Ok(Response::from_parts(p, Box::pin(b)));
@@ -239,7 +250,12 @@ pub async fn handle(
         .uri
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or("")
         .to_string();
     let request_id = headers::ensure_request_id(&mut parts.headers);
@@ -253,7 +269,12 @@ pub async fn handle(
         cluster: String::new(),
         method: parts.method.to_string(),
         authority,
-        path: parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string(),
         protocol: version_str(parts.version),
         status: 0,
         flags: "-",
@@ -293,8 +314,11 @@ pub async fn handle(
     let counter = bytes_received.clone();
     let count_end = Box::new(move |n, _| counter.store(n, Ordering::Relaxed));
     let body: ProxyBody = match limits.max_request_body {
-        Some(max) => ObservedBody::new(LimitedBody::new(body, max.get(), exceeded.clone()), count_end)
-            .boxed_unsync(),
+        Some(max) => ObservedBody::new(
+            LimitedBody::new(body, max.get(), exceeded.clone()),
+            count_end,
+        )
+        .boxed_unsync(),
         None => ObservedBody::new(body, count_end).boxed_unsync(),
     };
 
@@ -323,15 +347,21 @@ pub async fn handle(
     let stopped = Rc::new(std::cell::RefCell::new(None));
     let mut body = body;
     if !route.filters.is_empty() {
-        let chain = worker.filters_for(snap.version).and_then(|f| f.chain(&listener.config.name, route_index).cloned());
+        let chain = worker
+            .filters_for(snap.version)
+            .and_then(|f| f.chain(&listener.config.name, route_index).cloned());
         let Some(chain) = chain else {
-            let e = ProxyError::FilterFailed { filter: route.filters.join(","), reason: "filters not prepared".into() };
+            let e = ProxyError::FilterFailed {
+                filter: route.filters.join(","),
+                reason: "filters not prepared".into(),
+            };
             fin.flags = e.flag();
             return Ok(observe(e.to_response(), fin));
         };
         let mut cs = chain.new_stream(stream_info(&conn, &fin, &route.name, &shared.node));
         let scheme = if conn.tls.is_some() { "https" } else { "http" };
-        let list = weir_wasm::HeaderList::from_request(&parts.method, &parts.uri, scheme, &parts.headers);
+        let list =
+            weir_wasm::HeaderList::from_request(&parts.method, &parts.uri, scheme, &parts.headers);
         match cs.on_request_headers(list, body_empty).await {
             weir_wasm::Flow::Continue => match cs.request_headers().to_request_parts() {
                 Ok((m, uri, h)) => {
@@ -340,7 +370,10 @@ pub async fn handle(
                     parts.headers = h;
                 }
                 Err(e) => {
-                    let e = ProxyError::FilterFailed { filter: route.filters.join(","), reason: e.to_string() };
+                    let e = ProxyError::FilterFailed {
+                        filter: route.filters.join(","),
+                        reason: e.to_string(),
+                    };
                     fin.flags = e.flag();
                     return Ok(observe(e.to_response(), fin));
                 }
@@ -350,14 +383,19 @@ pub async fn handle(
                 return Ok(observe(filter_response(&l), fin));
             }
             weir_wasm::Flow::Reset => {
-                let e = ProxyError::FilterFailed { filter: route.filters.join(","), reason: "stream reset".into() };
+                let e = ProxyError::FilterFailed {
+                    filter: route.filters.join(","),
+                    reason: "stream reset".into(),
+                };
                 fin.flags = e.flag();
                 return Ok(observe(e.to_response(), fin));
             }
         }
         let shared_stream = Rc::new(tokio::sync::Mutex::new(cs));
         if !body_empty {
-            body = crate::wasm::body::pump_request_body(body, shared_stream.clone(), stopped.clone()).boxed_unsync();
+            body =
+                crate::wasm::body::pump_request_body(body, shared_stream.clone(), stopped.clone())
+                    .boxed_unsync();
         }
         stream = Some(shared_stream);
     }
@@ -370,7 +408,10 @@ pub async fn handle(
         }
     }
     let sent_at = Instant::now();
-    let result = forward(&worker, &conn, route, &cluster, parts, body, body_empty, start).await;
+    let result = forward(
+        &worker, &conn, route, &cluster, parts, body, body_empty, start,
+    )
+    .await;
     match result {
         Ok((resp, ep)) => {
             fin.upstream_service_time = Some(sent_at.elapsed());
@@ -400,7 +441,9 @@ pub async fn handle(
                             rparts.status = status;
                             rparts.headers = h;
                         }
-                        Err(e) => tracing::warn!(error = %e, "filter left invalid response headers"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "filter left invalid response headers")
+                        }
                     }
                 }
                 flow
@@ -434,7 +477,10 @@ pub async fn handle(
                 }
                 Some(crate::wasm::body::BodyStop::TooLarge(_)) => e = ProxyError::BodyTooLarge,
                 Some(crate::wasm::body::BodyStop::Reset) => {
-                    e = ProxyError::FilterFailed { filter: route.filters.join(","), reason: "stream reset".into() }
+                    e = ProxyError::FilterFailed {
+                        filter: route.filters.join(","),
+                        reason: "stream reset".into(),
+                    }
                 }
                 None => {}
             }
@@ -470,7 +516,11 @@ async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let version = if cluster.config.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    let version = if cluster.config.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
     let max_requests = cluster.config.limits.max_requests;
     let mut body = Some(body);
     let mut headers = Some(parts.headers);
@@ -478,7 +528,10 @@ async fn forward(
     let mut last_ep = None;
     loop {
         let now = Instant::now();
-        let ctx = PickContext { headers: headers.as_ref().expect("headers kept until last try"), source_ip: Some(conn.peer.ip()) };
+        let ctx = PickContext {
+            headers: headers.as_ref().expect("headers kept until last try"),
+            source_ip: Some(conn.peer.ip()),
+        };
         let Some(ep) = cluster.balancer.pick(&ctx, &|i| cluster.available(i, now)) else {
             return Err((ProxyError::NoHealthyUpstream, last_ep));
         };
@@ -529,7 +582,11 @@ async fn forward(
                 if retry.retry_status(status) {
                     if !last_try && !route_expired {
                         tries += 1;
-                        worker.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                        worker
+                            .shared
+                            .metrics
+                            .retries
+                            .fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     return Ok((resp, (ep, tries > 0)));
@@ -548,12 +605,19 @@ async fn forward(
             }
             None => {
                 cluster.record_result(ep, Some(504));
-                (ProxyError::UpstreamTimeout, retry.on_5xx || retry.on_gateway_error)
+                (
+                    ProxyError::UpstreamTimeout,
+                    retry.on_5xx || retry.on_gateway_error,
+                )
             }
         };
         if retriable && !last_try && !route_expired {
             tries += 1;
-            worker.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            worker
+                .shared
+                .metrics
+                .retries
+                .fetch_add(1, Ordering::Relaxed);
             continue;
         }
         return Err((err, last_ep));
@@ -563,12 +627,19 @@ async fn forward(
 /// Fire-and-forget copy of a body-less request to the mirror cluster (`Host` gets `-shadow`).
 fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::request::Parts) {
     let client = worker.pools.client(&cluster);
-    let ctx = PickContext { headers: &parts.headers, source_ip: None };
+    let ctx = PickContext {
+        headers: &parts.headers,
+        source_ip: None,
+    };
     let now = Instant::now();
     let Some(ep) = cluster.balancer.pick(&ctx, &|i| cluster.available(i, now)) else {
         return;
     };
-    let pq = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     let Ok(uri) = http::Uri::builder()
         .scheme(cluster.scheme.clone())
         .authority(cluster.endpoints[ep].authority.clone())
@@ -581,8 +652,16 @@ fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::r
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = parts.headers.clone();
-    *req.version_mut() = if cluster.config.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
-    if let Some(h) = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+    *req.version_mut() = if cluster.config.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    if let Some(h) = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
         if let Ok(v) = HeaderValue::from_str(&format!("{h}-shadow")) {
             req.headers_mut().insert(http::header::HOST, v);
         }

@@ -41,11 +41,19 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-pub fn bind_all(listeners: &[crate::config::Listener], workers: usize) -> Result<BoundListeners, BindError> {
+pub fn bind_all(
+    listeners: &[crate::config::Listener],
+    workers: usize,
+) -> Result<BoundListeners, BindError> {
     let mut addresses = Vec::new();
-    let mut per_worker: Vec<Vec<(Arc<str>, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<(Arc<str>, std::net::TcpListener)>> =
+        (0..workers).map(|_| Vec::new()).collect();
     for l in listeners {
-        let err = |source| BindError { name: l.name.clone(), address: l.address.clone(), source };
+        let err = |source| BindError {
+            name: l.name.clone(),
+            address: l.address.clone(),
+            source,
+        };
         let addr: SocketAddr = l
             .address
             .parse()
@@ -59,7 +67,10 @@ pub fn bind_all(listeners: &[crate::config::Listener], workers: usize) -> Result
         }
         addresses.push((l.name.clone(), actual));
     }
-    Ok(BoundListeners { addresses, per_worker })
+    Ok(BoundListeners {
+        addresses,
+        per_worker,
+    })
 }
 
 /// Counts a worker's open connections, to wait for them on drain.
@@ -97,17 +108,25 @@ pub fn spawn_worker(
     commands: tokio::sync::mpsc::UnboundedReceiver<crate::shared::WorkerCmd>,
     ready: std::sync::mpsc::Sender<Result<usize, String>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("weir-worker-{id}")).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready.send(Err(format!("worker {id}: runtime: {e}")));
-                return;
-            }
-        };
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, run_worker(id, shared, sockets, shutdown, commands, ready));
-    })
+    std::thread::Builder::new()
+        .name(format!("weir-worker-{id}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("worker {id}: runtime: {e}")));
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(
+                &rt,
+                run_worker(id, shared, sockets, shutdown, commands, ready),
+            );
+        })
 }
 
 async fn run_worker(
@@ -177,7 +196,11 @@ async fn run_worker(
         }
     };
     if tokio::time::timeout(drain, wait_idle).await.is_err() {
-        tracing::warn!(worker = id, open = tracker.open.get(), "drain timeout: closing remaining connections");
+        tracing::warn!(
+            worker = id,
+            open = tracker.open.get(),
+            "drain timeout: closing remaining connections"
+        );
     }
 }
 
@@ -203,7 +226,9 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        worker.shared.workers[worker.id].accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        worker.shared.workers[worker.id]
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let guard = ConnGuard::new(&tracker);
         let worker = worker.clone();
         let name = name.clone();
@@ -230,32 +255,52 @@ async fn serve_tcp(
     let limits = ls.config.limits.clone();
     match &ls.tls {
         None => {
-            let conn = Rc::new(ConnInfo { listener: name, id, peer, local, tls: None });
+            let conn = Rc::new(ConnInfo {
+                listener: name,
+                id,
+                peer,
+                local,
+                tls: None,
+            });
             crate::http::server::serve(tcp, None, &limits, worker, conn, shutdown).await;
         }
         Some(cfg) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
-            let stream = match tokio::time::timeout(limits.header_read_timeout.get(), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let stream =
+                match tokio::time::timeout(limits.header_read_timeout.get(), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let session = stream.get_ref().1;
-            let alpn = session.alpn_protocol().map(|a| String::from_utf8_lossy(a).into_owned());
+            let alpn = session
+                .alpn_protocol()
+                .map(|a| String::from_utf8_lossy(a).into_owned());
             let info = TlsInfo {
                 sni: session.server_name().map(str::to_string),
                 version: session.protocol_version().map(|v| format!("{v:?}")),
-                peer: session.peer_certificates().and_then(|c| c.first()).map(crate::tls::peer_identity),
+                peer: session
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(crate::tls::peer_identity),
                 alpn: alpn.clone(),
             };
             let h2 = Some(alpn.as_deref() == Some("h2"));
-            let conn = Rc::new(ConnInfo { listener: name, id, peer, local, tls: Some(info) });
+            let conn = Rc::new(ConnInfo {
+                listener: name,
+                id,
+                peer,
+                local,
+                tls: Some(info),
+            });
             crate::http::server::serve(stream, h2, &limits, worker, conn, shutdown).await;
         }
     }

@@ -20,7 +20,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Where a route sends traffic.
 pub enum Destination {
     Cluster(Arc<ClusterState>),
-    Split { split: WeightedSplit, clusters: Vec<Arc<ClusterState>> },
+    Split {
+        split: WeightedSplit,
+        clusters: Vec<Arc<ClusterState>>,
+    },
 }
 
 /// Compiled retry policy.
@@ -81,7 +84,10 @@ impl CompiledRoute {
             Destination::Cluster(c) => c,
             Destination::Split { split, clusters } => {
                 let name = split.pick(r);
-                clusters.iter().find(|c| c.name == name).unwrap_or(&clusters[0])
+                clusters
+                    .iter()
+                    .find(|c| c.name == name)
+                    .unwrap_or(&clusters[0])
             }
         }
     }
@@ -105,7 +111,10 @@ impl RouteTable {
             let name = r.name.clone().unwrap_or_else(|| format!("route-{i}"));
             let ctx = |m: String| format!("listener {} route {}: {m}", listener.name, name);
             let lookup = |c: &str| {
-                clusters.get(c).cloned().ok_or_else(|| ctx(format!("unknown cluster {c:?}")))
+                clusters
+                    .get(c)
+                    .cloned()
+                    .ok_or_else(|| ctx(format!("unknown cluster {c:?}")))
             };
             let matcher = match Matcher::new(&r.matcher) {
                 Ok(m) => m,
@@ -166,7 +175,9 @@ impl RouteTable {
             };
             let names: Vec<String> = match &destination {
                 Destination::Cluster(c) => vec![c.name.clone()],
-                Destination::Split { clusters, .. } => clusters.iter().map(|c| c.name.clone()).collect(),
+                Destination::Split { clusters, .. } => {
+                    clusters.iter().map(|c| c.name.clone()).collect()
+                }
             };
             let stats = names
                 .iter()
@@ -204,6 +215,9 @@ impl RouteTable {
 
     /// The first route matching `req`, with its index.
     pub fn find_indexed(&self, req: &RequestView<'_>) -> Option<(usize, &CompiledRoute)> {
-        self.routes.iter().enumerate().find(|(_, r)| r.matcher.matches(req))
+        self.routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matcher.matches(req))
     }
 }

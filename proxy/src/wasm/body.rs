@@ -39,7 +39,10 @@ pub struct ChannelBody {
 impl Body for ChannelBody {
     type Data = Bytes;
     type Error = BoxError;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.rx.poll_recv(cx)
     }
 }
@@ -59,7 +62,11 @@ fn stop_of_error(e: StreamError) -> BodyStop {
 
 /// Starts the request-body pump: downstream body → filters → returned channel body. A filter
 /// that stops the body records why in `stopped` and fails the upstream body.
-pub fn pump_request_body<B>(mut body: B, stream: SharedStream, stopped: Rc<RefCell<Option<BodyStop>>>) -> ChannelBody
+pub fn pump_request_body<B>(
+    mut body: B,
+    stream: SharedStream,
+    stopped: Rc<RefCell<Option<BodyStop>>>,
+) -> ChannelBody
 where
     B: Body<Data = Bytes, Error = BoxError> + Unpin + 'static,
 {
@@ -91,7 +98,11 @@ where
                 Err(frame) => match frame.into_trailers() {
                     Ok(t) => {
                         eos_sent = true;
-                        let r = stream.lock().await.on_request_trailers(HeaderList::from_header_map(&t)).await;
+                        let r = stream
+                            .lock()
+                            .await
+                            .on_request_trailers(HeaderList::from_header_map(&t))
+                            .await;
                         match r {
                             Ok(tf) => {
                                 let mut v = Vec::new();
@@ -100,7 +111,12 @@ where
                                 }
                                 match tf.flow {
                                     Flow::Continue => {
-                                        let t = stream.lock().await.request_trailers().to_header_map().unwrap_or(t);
+                                        let t = stream
+                                            .lock()
+                                            .await
+                                            .request_trailers()
+                                            .to_header_map()
+                                            .unwrap_or(t);
                                         v.push(Frame::trailers(t));
                                         Ok(v)
                                     }
@@ -130,7 +146,11 @@ where
             }
         }
         if !eos_sent {
-            let r = stream.lock().await.on_request_body(Bytes::new(), true).await;
+            let r = stream
+                .lock()
+                .await
+                .on_request_body(Bytes::new(), true)
+                .await;
             match r.map_err(stop_of_error).and_then(stop_of_flow) {
                 Ok(Some(b)) if !b.is_empty() => {
                     let _ = tx.send(Ok(Frame::data(b))).await;
@@ -160,7 +180,14 @@ pub struct FilteredBody<B> {
 
 impl<B> FilteredBody<B> {
     pub fn new(inner: B, stream: SharedStream) -> Self {
-        FilteredBody { inner, stream, pending: None, out: VecDeque::new(), eos_sent: false, inner_done: false }
+        FilteredBody {
+            inner,
+            stream,
+            pending: None,
+            out: VecDeque::new(),
+            eos_sent: false,
+            inner_done: false,
+        }
     }
 }
 
@@ -170,7 +197,9 @@ fn body_step(stream: SharedStream, data: Bytes, eos: bool) -> Step {
         match r {
             Ok(BodyFlow::Continue(b)) if !b.is_empty() => Ok(vec![Frame::data(b)]),
             Ok(BodyFlow::Continue(_)) | Ok(BodyFlow::Hold) => Ok(vec![]),
-            Ok(BodyFlow::LocalResponse(_)) | Ok(BodyFlow::Reset) => Err(Box::new(StoppedByFilter) as BoxError),
+            Ok(BodyFlow::LocalResponse(_)) | Ok(BodyFlow::Reset) => {
+                Err(Box::new(StoppedByFilter) as BoxError)
+            }
             Err(e) => Err(Box::new(e) as BoxError),
         }
     })
@@ -179,7 +208,10 @@ fn body_step(stream: SharedStream, data: Bytes, eos: bool) -> Step {
 fn trailers_step(stream: SharedStream, trailers: http::HeaderMap) -> Step {
     Box::pin(async move {
         let mut s = stream.lock().await;
-        let tf = s.on_response_trailers(HeaderList::from_header_map(&trailers)).await.map_err(|e| Box::new(e) as BoxError)?;
+        let tf = s
+            .on_response_trailers(HeaderList::from_header_map(&trailers))
+            .await
+            .map_err(|e| Box::new(e) as BoxError)?;
         let mut v = Vec::new();
         if let Some(b) = tf.flushed_body.filter(|b| !b.is_empty()) {
             v.push(Frame::data(b));
@@ -202,7 +234,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
             if let Some(f) = this.out.pop_front() {
@@ -265,7 +300,8 @@ where
 /// Turns a filter's local response into an HTTP response head + body bytes.
 pub fn local_to_http(l: &LocalResponse) -> http::Response<Bytes> {
     let mut resp = http::Response::new(l.body.clone());
-    *resp.status_mut() = http::StatusCode::from_u16(l.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        http::StatusCode::from_u16(l.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(h) = l.headers.to_header_map() {
         resp.headers_mut().extend(h);
     }

@@ -24,12 +24,18 @@ fn module_bytes(f: &config::Filter, base_dir: &Path) -> Result<Vec<u8>, String> 
             if let Ok(bytes) = std::fs::read(c) {
                 let got = hex::encode(sha2::Sha256::digest(&bytes));
                 if got != hex {
-                    return Err(format!("module {}: digest mismatch (file has sha256:{got})", c.display()));
+                    return Err(format!(
+                        "module {}: digest mismatch (file has sha256:{got})",
+                        c.display()
+                    ));
                 }
                 return Ok(bytes);
             }
         }
-        return Err(format!("module sha256:{hex} not found (looked in {})", base_dir.display()));
+        return Err(format!(
+            "module sha256:{hex} not found (looked in {})",
+            base_dir.display()
+        ));
     }
     let path = config::resolve_path(base_dir, &f.module);
     std::fs::read(&path).map_err(|e| format!("module {}: {e}", path.display()))
@@ -56,7 +62,11 @@ pub fn spec(f: &config::Filter) -> PluginSpec {
 }
 
 /// Compiles and prepares every filter of `cfg`; collects every error.
-pub fn prepare_filters(cfg: &Config, base_dir: &Path, host: &WasmHost) -> Result<Prepared, Vec<String>> {
+pub fn prepare_filters(
+    cfg: &Config,
+    base_dir: &Path,
+    host: &WasmHost,
+) -> Result<Prepared, Vec<String>> {
     let mut out = HashMap::new();
     let mut errors = Vec::new();
     for f in &cfg.filters {
@@ -67,7 +77,9 @@ pub fn prepare_filters(cfg: &Config, base_dir: &Path, host: &WasmHost) -> Result
         {
             m
         } else {
-            match module_bytes(f, base_dir).and_then(|b| host.compile(&b).map_err(|e| e.to_string())) {
+            match module_bytes(f, base_dir)
+                .and_then(|b| host.compile(&b).map_err(|e| e.to_string()))
+            {
                 Ok(m) => m,
                 Err(e) => {
                     errors.push(format!("filter {}: {e}", f.name));
@@ -77,9 +89,13 @@ pub fn prepare_filters(cfg: &Config, base_dir: &Path, host: &WasmHost) -> Result
         };
         out.insert(f.name.clone(), host.prepare(spec(f), module));
     }
-    let known: std::collections::HashSet<&str> = cfg.filters.iter().map(|f| f.name.as_str()).collect();
+    let known: std::collections::HashSet<&str> =
+        cfg.filters.iter().map(|f| f.name.as_str()).collect();
     for l in &cfg.listeners {
-        let names = l.filters.iter().chain(l.routes.iter().flat_map(|r| r.filters.iter()));
+        let names = l
+            .filters
+            .iter()
+            .chain(l.routes.iter().flat_map(|r| r.filters.iter()));
         for n in names {
             if !known.contains(n.as_str()) {
                 let e = format!("listener {}: unknown filter {n:?}", l.name);

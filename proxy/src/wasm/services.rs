@@ -20,7 +20,10 @@ impl HostServices for ProxyServices {
         request: http::Request<Bytes>,
         timeout: Duration,
     ) -> Result<HttpCallFuture, HttpCallError> {
-        let worker = self.worker.upgrade().ok_or_else(|| HttpCallError::Other("worker stopped".into()))?;
+        let worker = self
+            .worker
+            .upgrade()
+            .ok_or_else(|| HttpCallError::Other("worker stopped".into()))?;
         let snap = worker.shared.snapshot.load_full();
         let c = snap
             .clusters
@@ -29,12 +32,17 @@ impl HostServices for ProxyServices {
             .ok_or_else(|| HttpCallError::UnknownCluster(cluster.to_string()))?;
         let client = worker.pools.client(&c);
         let (parts, body) = request.into_parts();
-        let ctx = crate::cluster::balancer::PickContext { headers: &parts.headers, source_ip: None };
+        let ctx = crate::cluster::balancer::PickContext {
+            headers: &parts.headers,
+            source_ip: None,
+        };
         let now = Instant::now();
         let ep = c
             .balancer
             .pick(&ctx, &|i| c.available(i, now))
-            .ok_or_else(|| HttpCallError::Other(format!("cluster {cluster}: no healthy endpoint")))?;
+            .ok_or_else(|| {
+                HttpCallError::Other(format!("cluster {cluster}: no healthy endpoint"))
+            })?;
         let pq = parts
             .uri
             .path_and_query()
@@ -50,10 +58,17 @@ impl HostServices for ProxyServices {
         *req.method_mut() = parts.method;
         *req.uri_mut() = uri;
         *req.headers_mut() = parts.headers;
-        *req.version_mut() = if c.config.http2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 };
+        *req.version_mut() = if c.config.http2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
         Ok(Box::pin(async move {
             let call = async {
-                let resp = client.request(req).await.map_err(|e| crate::http::error::error_chain(&e))?;
+                let resp = client
+                    .request(req)
+                    .await
+                    .map_err(|e| crate::http::error::error_chain(&e))?;
                 let status = resp.status().as_u16();
                 c.endpoints[ep].stats.inc(status);
                 let (rparts, rbody) = resp.into_parts();
@@ -65,7 +80,9 @@ impl HostServices for ProxyServices {
             if timeout.is_zero() {
                 call.await
             } else {
-                tokio::time::timeout(timeout, call).await.map_err(|_| "timeout".to_string())?
+                tokio::time::timeout(timeout, call)
+                    .await
+                    .map_err(|_| "timeout".to_string())?
             }
         }))
     }

@@ -18,7 +18,10 @@ pub struct WorkerFilters {
 
 impl WorkerFilters {
     /// Instantiates every filter of `snap` on this worker; all errors are returned.
-    pub fn prepare(snap: &Snapshot, services: Rc<dyn HostServices>) -> Result<WorkerFilters, Vec<String>> {
+    pub fn prepare(
+        snap: &Snapshot,
+        services: Rc<dyn HostServices>,
+    ) -> Result<WorkerFilters, Vec<String>> {
         let mut vms = HashMap::new();
         let mut errors = Vec::new();
         let mut names: Vec<&String> = snap.filters.keys().collect();
@@ -43,13 +46,22 @@ impl WorkerFilters {
                 .iter()
                 .map(|r| {
                     (!r.filters.is_empty()).then(|| {
-                        FilterChain::new(r.filters.iter().filter_map(|n| vms.get(n).cloned()).collect())
+                        FilterChain::new(
+                            r.filters
+                                .iter()
+                                .filter_map(|n| vms.get(n).cloned())
+                                .collect(),
+                        )
                     })
                 })
                 .collect();
             chains.insert(lname.clone(), per_route);
         }
-        Ok(WorkerFilters { version: snap.version, vms, chains })
+        Ok(WorkerFilters {
+            version: snap.version,
+            vms,
+            chains,
+        })
     }
 
     /// The chain of route `index` of `listener`, if it has filters.
