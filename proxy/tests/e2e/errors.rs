@@ -401,3 +401,70 @@ async fn slow_header_sender_is_cut_off_without_holding_the_worker() {
         "the incomplete request never reached the upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_are_retried_then_502_with_urx() {
+    let up = UpstreamOpts::new("rst").reset().start().await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: rst
+        retries: {{ attempts: 2, on: [reset] }}
+clusters:
+  - name: rst
+    endpoints: [{}]
+"#,
+        up.endpoint()
+    );
+    let weir = Weir::start(&yaml).await;
+    let r = weir.h1("edge").await.get("/boom").await;
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(
+        matches!(up.requests(), 2 | 3),
+        "attempts: 2 on reset → {} tries",
+        up.requests()
+    );
+    let log = weir.wait_log("502", |v| v["status"] == 502).await;
+    let flags = flags_of(&log);
+    assert!(flags.contains("URX"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_downstream_connection_is_closed_after_idle_timeout() {
+    let up = Upstream::start("a").await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    limits: {{ idle_timeout: 500ms }}
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: backend
+clusters:
+  - name: backend
+    endpoints: [{}]
+"#,
+        up.endpoint()
+    );
+    let weir = Weir::start(&yaml).await;
+    let mut s = tokio::net::TcpStream::connect(weir.addr("edge"))
+        .await
+        .expect("connect");
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("request");
+    // Read the whole response, then the proxy must close the idle keep-alive connection.
+    let mut buf = Vec::new();
+    let res = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(
+        res.is_ok(),
+        "idle connection still open 10s after a 500ms idle_timeout"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}

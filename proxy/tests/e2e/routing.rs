@@ -219,3 +219,69 @@ listeners:
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_copies_requests_to_the_shadow_cluster() {
+    let ups = upstreams(&["primary", "shadow"]).await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: primary
+        mirror: {{ cluster: shadow, percent: 100 }}
+{}"#,
+        clusters(&ups)
+    );
+    let weir = Weir::start(&yaml).await;
+    let mut c = weir.h1("edge").await;
+    for _ in 0..10 {
+        let r = c.get("/mirrored").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.upstream(),
+            "primary",
+            "the client gets the primary's answer"
+        );
+    }
+    let shadow = &ups[1];
+    crate::support::upstream::wait_until("shadow received every request", || {
+        shadow.requests() == 10
+    })
+    .await;
+    assert_eq!(ups[0].requests(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_rewrite_replaces_the_host_header() {
+    let ups = upstreams(&["backend"]).await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: /rewrite }}
+        cluster: backend
+        host_rewrite: backend.internal
+      - match: {{ path_prefix: / }}
+        cluster: backend
+{}"#,
+        clusters(&ups)
+    );
+    let weir = Weir::start(&yaml).await;
+    let mut c = weir.h1("edge").await;
+    let r = c.get_with("/rewrite", &[]).await;
+    assert_eq!(
+        r.upstream_header("host").as_deref(),
+        Some("backend.internal")
+    );
+    let r = c.get_with("/plain", &[]).await;
+    assert_eq!(
+        r.upstream_header("host"),
+        Some(weir.addr("edge").to_string()),
+        "without host_rewrite the Host is forwarded unchanged"
+    );
+}

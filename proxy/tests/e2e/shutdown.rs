@@ -109,3 +109,31 @@ async fn drain_timeout_bounds_shutdown() {
     assert!(!matches!(res, Ok(200)), "{res:?}");
     up.release();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_http2_streams() {
+    let up = Upstream::start("a").await;
+    let mut weir = Weir::start(&yaml(&up, "30s")).await;
+    let client = Client::h2c(weir.addr("edge")).await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let mut c = client.h2_clone();
+        tasks.push(tokio::spawn(async move { c.get("/hold").await }));
+    }
+    wait_until("4 streams in flight", || up.held() == 4).await;
+    weir.sigterm();
+    up.release();
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert_eq!(
+            r.status, 200,
+            "in-flight HTTP/2 stream finished during drain: {r:?}"
+        );
+    }
+    drop(client);
+    let status = weir
+        .wait_exit(DEADLINE)
+        .await
+        .expect("weir exits after draining HTTP/2");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", weir.stderr_text());
+}
