@@ -118,6 +118,9 @@ pub(crate) struct HostState {
     pub foreign_args: Option<Vec<u8>>,
     /// `proc_exit` code, when the guest exited.
     pub exit_code: Option<i32>,
+    /// The last warn/error message the guest logged during `proxy_on_vm_start` /
+    /// `proxy_on_configure` (put into the configure error, so `weir validate` shows why).
+    pub config_log: Option<String>,
 }
 
 impl HostState {

@@ -236,6 +236,14 @@ fn classify(e: &wasmtime::Error, state: &mut HostState) -> FailureKind {
     FailureKind::Trap
 }
 
+/// "returned false", plus the last warning/error the guest logged while configuring.
+fn returned_false(state: &mut HostState) -> String {
+    match state.config_log.take() {
+        Some(msg) => format!("returned false: {msg}"),
+        None => "returned false".into(),
+    }
+}
+
 /// One filter's VM on one worker (`!Send`). Create with [`PluginVm::new`] on the worker thread.
 pub struct PluginVm {
     plugin: Arc<PreparedPlugin>,
@@ -390,6 +398,7 @@ impl PluginVm {
             queue_tx: self.queue_tx.clone(),
             foreign_args: None,
             exit_code: None,
+            config_log: None,
         };
         let mut store = Store::new(&host.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -461,11 +470,12 @@ impl PluginVm {
                 )
                 .map_err(|e| vm_err(format!("trapped: {e:#}")))?;
             if ok == 0 {
-                return Err(vm_err("returned false".into()));
+                return Err(vm_err(returned_false(store.data_mut())));
             }
         }
         if let Some(f) = &ex.on_configure {
             store.data_mut().config_phase = ConfigPhase::Configure;
+            store.data_mut().config_log = None;
             store.set_epoch_deadline(init_ticks);
             let ok = f
                 .call(
@@ -474,10 +484,11 @@ impl PluginVm {
                 )
                 .map_err(|e| conf_err(format!("trapped: {e:#}")))?;
             if ok == 0 {
-                return Err(conf_err("returned false".into()));
+                return Err(conf_err(returned_false(store.data_mut())));
             }
         }
         store.data_mut().config_phase = ConfigPhase::None;
+        store.data_mut().config_log = None;
         let mut inst = Instance { store, ex };
         self.generation.set(self.generation.get() + 1);
         self.after_callback(&mut inst);

@@ -8,7 +8,7 @@ use wasmtime::Linker;
 use wasmtime::{format_err, Result};
 
 use super::{read, status, write_u32, Ctx};
-use crate::state::HostState;
+use crate::state::{ConfigPhase, HostState};
 
 fn emit(filter: &str, level: i32, msg: &str) {
     match level {
@@ -61,7 +61,12 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
                 return Ok(status::BAD_ARGUMENT);
             }
             let msg = read(&mut c, ptr, len)?;
-            log(c.data(), level, &String::from_utf8_lossy(&msg));
+            let msg = String::from_utf8_lossy(&msg);
+            log(c.data(), level, &msg);
+            let s = c.data_mut();
+            if level >= 3 && s.config_phase != ConfigPhase::None {
+                s.config_log = Some(msg.chars().take(1024).collect());
+            }
             Ok(status::OK)
         },
     )?;

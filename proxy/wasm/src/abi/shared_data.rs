@@ -2,7 +2,9 @@
 //! `proxy_set_shared_data(key, value, cas)`. Process-wide (every worker), keyed by the VM's
 //! `vm_id`; callable from any context. Every write gives the entry a new non-zero CAS; a set
 //! with `cas != 0` that does not match the entry's CAS is CAS_MISMATCH (nothing written); a
-//! missing key is NOT_FOUND on get. The map lock is held only for the copy.
+//! missing key is NOT_FOUND on get. A set with an empty value DELETES the key (what the
+//! proxy-wasm Rust SDK's `remove_shared_data` sends), under the same CAS rule; deleting an
+//! absent key is OK. The map lock is held only for the copy.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -43,8 +45,12 @@ impl SharedData {
         map.get(vm_id)?.get(key).cloned()
     }
 
-    /// Set `key`; `cas == 0` writes unconditionally. Returns false on CAS mismatch.
+    /// Set `key`; `cas == 0` writes unconditionally. An empty `value` removes the key (same
+    /// CAS rule). Returns false on CAS mismatch.
     pub fn set(&self, vm_id: &str, key: &[u8], value: Vec<u8>, cas: u32) -> bool {
+        if value.is_empty() {
+            return self.remove(vm_id, key, cas);
+        }
         let new_cas = self.cas();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let vm = map.entry(vm_id.to_string()).or_default();
@@ -60,6 +66,37 @@ impl SharedData {
             }
         }
         true
+    }
+
+    /// Remove `key` if `cas` is 0 or matches its CAS. Removing an absent key succeeds.
+    /// Returns false on CAS mismatch (the entry stays).
+    pub fn remove(&self, vm_id: &str, key: &[u8], cas: u32) -> bool {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(vm) = map.get_mut(vm_id) else {
+            return true;
+        };
+        match vm.get(key) {
+            None => true,
+            Some(entry) if cas != 0 && entry.1 != cas => false,
+            Some(_) => {
+                vm.remove(key);
+                if vm.is_empty() {
+                    map.remove(vm_id);
+                }
+                true
+            }
+        }
+    }
+
+    /// Number of keys stored for `vm_id`.
+    pub fn len(&self, vm_id: &str) -> usize {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(vm_id).map_or(0, HashMap::len)
+    }
+
+    /// True when `vm_id` has no keys.
+    pub fn is_empty(&self, vm_id: &str) -> bool {
+        self.len(vm_id) == 0
     }
 }
 
