@@ -192,6 +192,12 @@ pub fn format_status(s: &Status) -> String {
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = format!("version: {}\n", opt(s.version));
+    if let Some(e) = &s.desired_error {
+        out.push_str(&format!(
+            "desired state not published: {}\n",
+            e.replace('\n', " | ")
+        ));
+    }
     for r in rows {
         for (i, w) in widths.iter().enumerate() {
             out.push_str(&format!("{:<w$}  ", r[i], w = *w));

@@ -140,6 +140,8 @@ struct Inner {
     /// Signature of the directory as last processed, and of a change seen once (debounce).
     seen_sig: Option<String>,
     pending_sig: Option<String>,
+    /// Why the directory's current content is not published (cleared by the next publish).
+    dir_error: Option<String>,
 }
 
 struct Shared {
@@ -197,11 +199,13 @@ impl Shared {
     fn publish(&self, d: Desired) -> u64 {
         if let Some(p) = self.published.borrow().as_ref() {
             if p.fingerprint == d.fingerprint {
+                self.lock().dir_error = None;
                 return p.version;
             }
         }
         let version = {
             let mut inner = self.lock();
+            inner.dir_error = None;
             inner.version += 1;
             inner.recent.push_back(d.blobs.keys().cloned().collect());
             while inner.recent.len() > VERSIONS_IN_MEMORY {
@@ -269,12 +273,29 @@ fn dir_signature(dir: &Path) -> Result<(PathBuf, String, String), String> {
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map(|d| d.as_nanos())
                     .unwrap_or(0);
-                sig.push_str(&format!("{module}\0{}\0{mtime}\0", m.len()));
+                sig.push_str(&format!(
+                    "{module}\0{}\0{mtime}\0{}\0",
+                    m.len(),
+                    file_identity(&m)
+                ));
             }
             Err(e) => sig.push_str(&format!("{module}\0{e}\0")),
         }
     }
     Ok((file, text, sig))
+}
+
+/// Inode and change time where the platform has them: a file replaced by rename with the same
+/// size within the mtime granularity still changes signature.
+#[cfg(unix)]
+fn file_identity(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{}:{}:{}.{}", m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+}
+
+#[cfg(not(unix))]
+fn file_identity(_: &std::fs::Metadata) -> String {
+    String::new()
 }
 
 fn load_dir(shared: &Shared, file: &Path, text: &str) -> Result<Desired, desired::Invalid> {
@@ -320,7 +341,8 @@ async fn scan(shared: &Arc<Shared>, debounce: bool) {
             shared.publish(d);
         }
         Ok(Some(Err(e))) => {
-            tracing::error!(dir = %shared.dir.display(), "invalid desired state, not published:\n{e}")
+            tracing::error!(dir = %shared.dir.display(), "invalid desired state, not published:\n{e}");
+            shared.lock().dir_error = Some(e);
         }
         Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "directory scan failed"),
@@ -384,13 +406,16 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
                         shared.publish(d);
                     }
                     Err(e) => {
-                        tracing::error!(dir = %shared.dir.display(), "invalid desired state, not published:\n{e}")
+                        tracing::error!(dir = %shared.dir.display(), "invalid desired state, not published:\n{e}");
+                        shared.lock().dir_error = Some(e.to_string());
                     }
                 }
             }
             Err(e) => {
                 tracing::warn!("{e}");
-                shared.lock().seen_sig = Some(e);
+                let mut inner = shared.lock();
+                inner.seen_sig = Some(e.clone());
+                inner.dir_error = Some(e);
             }
         }
     }
@@ -748,7 +773,11 @@ fn status(shared: &Arc<Shared>) -> Status {
             last_seen_ms: n.last_seen_ms,
         })
         .collect();
-    Status { version, nodes }
+    Status {
+        version,
+        nodes,
+        desired_error: inner.dir_error.clone(),
+    }
 }
 
 fn get_module(shared: &Arc<Shared>, hex: &str) -> Response<Body> {

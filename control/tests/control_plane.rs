@@ -169,12 +169,19 @@ async fn client_gets_current_version_then_every_change() {
     assert!(b3.config_yaml.contains("value: 2"), "{}", b3.config_yaml);
     wait_status(&url, |s| acked(s, "node-a") == Some(b3.version)).await;
 
-    // An invalid change is not published; the next valid one is.
+    // An invalid change is not published (status says why); the next valid one is.
     write(&dir.join("weir.yaml"), "listeners: [ {unknown_key: 1} ]\n");
+    let s = wait_status(&url, |s| s.desired_error.is_some()).await;
+    assert!(
+        s.desired_error.as_deref().unwrap().contains("unknown_key"),
+        "{s:?}"
+    );
+    assert_eq!(s.version, Some(b3.version));
     write(&dir.join("weir.yaml"), config("a.wasm", "3"));
     let (b4, _) = next_bundle(&mut rx).await;
     assert!(b4.config_yaml.contains("value: 3"), "{}", b4.config_yaml);
     assert_eq!(b4.version, b3.version + 1);
+    assert_eq!(client::status(&url).await.unwrap().desired_error, None);
 
     // The last good bundle is in the cache, modules included.
     wait_status(&url, |s| acked(s, "node-a") == Some(b4.version)).await;

@@ -118,6 +118,9 @@ pub mod wire {
         /// The version currently published (none before the first valid config).
         pub version: Option<u64>,
         pub nodes: Vec<NodeStatus>,
+        /// Why the watched directory's current content is not published, if it is not.
+        #[serde(default)]
+        pub desired_error: Option<String>,
     }
 
     /// Answer of `POST /v1/push`.
@@ -428,6 +431,8 @@ impl ControlClient {
                 rand::rng().random::<u32>()
             )),
         };
+        // A private temp module dir goes away with the client.
+        let _cleanup = RemoveOnDrop(self.cache_dir.is_none().then(|| module_dir.clone()));
         let mut state = ClientState {
             module_dir,
             applied: None,
@@ -711,6 +716,16 @@ impl ControlClient {
             Some("application/json"),
         )?;
         send(http, req, &url, 64 * 1024).await.map(|_| ())
+    }
+}
+
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
