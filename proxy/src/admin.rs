@@ -64,12 +64,27 @@ async fn route(
             );
             r
         }
+        (&Method::GET, "/listeners") => {
+            let l: serde_json::Map<String, serde_json::Value> = shared
+                .listeners()
+                .into_iter()
+                .map(|(n, (_, a))| (n, a.to_string().into()))
+                .collect();
+            json(StatusCode::OK, &serde_json::Value::Object(l))
+        }
         (&Method::GET, "/config") => {
             let snap = shared.snapshot.load();
+            let listeners: serde_json::Map<String, serde_json::Value> = shared
+                .listeners()
+                .into_iter()
+                .map(|(n, (_, a))| (n, a.to_string().into()))
+                .collect();
             json(
                 StatusCode::OK,
                 &serde_json::json!({
                     "version": snap.version,
+                    "control_version": shared.control_version.load(std::sync::atomic::Ordering::Relaxed),
+                    "listeners": listeners,
                     "swapped_at": humantime::format_rfc3339_millis(snap.swapped_at).to_string(),
                     "config": snap.config,
                 }),

@@ -8,12 +8,18 @@ use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Options of `weir run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The config file (standalone mode).
     pub config: PathBuf,
+    /// `--control URL`: managed by weir-control instead of a file.
+    pub control: Option<String>,
+    /// Where the last good control-plane bundle is kept (served on restart while the control
+    /// plane is down).
+    pub cache_dir: Option<PathBuf>,
     pub workers: Option<usize>,
     pub admin: Option<String>,
     pub watch: bool,
@@ -55,20 +61,15 @@ pub fn validate(path: &Path) -> Result<(), Vec<String>> {
 
 /// Rebuilds the snapshot from `path` and publishes it; failures keep the old one and count as
 /// rejected swaps.
-pub fn reload(shared: &Shared, path: &Path, lock: &Mutex<()>) -> Result<u64, String> {
+pub fn reload(shared: &Shared, path: &Path) -> Result<u64, String> {
     let cfg = load(path);
-    swap(shared, cfg, &base_dir(path), lock)
+    swap(shared, cfg, &base_dir(path))
 }
 
 /// The swap protocol of DESIGN.md §2 for an already parsed config: build (compile filters),
 /// prepare on every worker, publish only if all succeeded. Blocking: call it off the workers.
-pub fn swap(
-    shared: &Shared,
-    cfg: Result<Config, Vec<String>>,
-    base: &Path,
-    lock: &Mutex<()>,
-) -> Result<u64, String> {
-    let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+pub fn swap(shared: &Shared, cfg: Result<Config, Vec<String>>, base: &Path) -> Result<u64, String> {
+    let _g = shared.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
     let result = cfg.and_then(|cfg| {
         let prev = shared.snapshot.load_full();
         let version = shared.take_version();
@@ -99,8 +100,11 @@ pub fn swap(
     }
 }
 
-/// `weir run --config`: runs until SIGTERM/SIGINT; returns the process exit code.
+/// `weir run`: runs until SIGTERM/SIGINT; returns the process exit code.
 pub fn run(opts: RunOptions) -> i32 {
+    if opts.control.is_some() {
+        return run_managed(opts);
+    }
     let cfg = match load(&opts.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -196,13 +200,17 @@ impl Proxy {
         let snap = Snapshot::build(1, cfg, base, None, &metrics, &wasm)?;
         let (shared, commands) = Shared::new(snap, metrics, wasm, workers, opts.node.clone());
         let bound = listener::bind_all(&listeners_cfg, workers).map_err(|e| vec![e.to_string()])?;
-        let reload_lock = Arc::new(Mutex::new(()));
+        shared.set_listeners(
+            listeners_cfg
+                .iter()
+                .zip(&bound.addresses)
+                .map(|(l, (_, actual))| (l.name.clone(), l.address.clone(), *actual)),
+        );
         let reloader: crate::admin::Reloader = {
             let shared = shared.clone();
             let path = opts.config_path.clone();
-            let lock = reload_lock.clone();
             Arc::new(move || match &path {
-                Some(p) => reload(&shared, p, &lock),
+                Some(p) => reload(&shared, p),
                 None => Err("no configuration file to reload from".into()),
             })
         };
@@ -346,4 +354,95 @@ async fn watch_file(path: PathBuf, reloader: crate::admin::Reloader) {
             let _ = tokio::task::spawn_blocking(move || f()).await;
         }
     }
+}
+
+// === managed by weir-control ===
+
+/// `weir run --control URL --node NAME`: starts on the cached bundle (or on nothing), then
+/// applies every version the control plane sends by the swap protocol, ACKing or NACKing it.
+fn run_managed(opts: RunOptions) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weir: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(run_managed_async(opts))
+}
+
+fn apply_bundle(shared: &Shared, bundle: &crate::control::Bundle) -> Result<u64, String> {
+    let cfg = bundle.load_config(Path::new(".")).map_err(|e| vec![e]);
+    let v = swap(shared, cfg, Path::new("."))?;
+    shared
+        .control_version
+        .store(bundle.version, Ordering::Relaxed);
+    Ok(v)
+}
+
+async fn run_managed_async(opts: RunOptions) -> i32 {
+    let url = opts.control.clone().unwrap_or_default();
+    let cached = opts
+        .cache_dir
+        .as_deref()
+        .and_then(crate::control::load_cached);
+    let (cfg, cached_version) = match &cached {
+        Some(b) => match b.load_config(Path::new(".")) {
+            Ok(c) => {
+                tracing::info!(
+                    version = b.version,
+                    "starting on the cached control-plane bundle"
+                );
+                (c, b.version)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cached bundle unusable; starting empty");
+                (Config::default(), 0)
+            }
+        },
+        None => (Config::default(), 0),
+    };
+    let start = StartOptions {
+        workers: opts.workers,
+        admin: opts.admin.clone(),
+        node: opts.node.clone(),
+        config_path: None,
+    };
+    let proxy = match Proxy::start(cfg, Path::new("."), start).await {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("weir: {e}");
+            }
+            return 1;
+        }
+    };
+    proxy
+        .shared
+        .control_version
+        .store(cached_version, Ordering::Relaxed);
+    println!("{}", proxy.ready_line());
+    tracing::info!(control = %url, node = %opts.node, "weir is ready (managed)");
+    let mut client = crate::control::ControlClient::new(url, opts.node.clone());
+    if let Some(dir) = &opts.cache_dir {
+        client = client.with_cache_dir(dir.clone());
+    }
+    let shared = proxy.shared.clone();
+    let control = tokio::spawn(client.run(move |bundle: crate::control::Bundle| {
+        let shared = shared.clone();
+        async move {
+            tokio::task::spawn_blocking(move || apply_bundle(&shared, &bundle).map(|_| ()))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    }));
+    wait_for_shutdown(proxy.reloader.clone()).await;
+    control.abort();
+    tracing::info!("shutting down: draining in-flight requests");
+    proxy.shutdown().await;
+    0
 }

@@ -22,8 +22,15 @@ struct Cli {
 enum Cmd {
     /// Run the proxy.
     Run {
+        /// The config file (standalone); not with --control.
+        #[arg(long, required_unless_present = "control")]
+        config: Option<PathBuf>,
+        /// Managed mode: the weir-control URL (http://HOST:PORT).
+        #[arg(long, conflicts_with = "config")]
+        control: Option<String>,
+        /// Managed mode: keep the last good bundle here, and start from it.
         #[arg(long)]
-        config: PathBuf,
+        cache_dir: Option<PathBuf>,
         /// Reload when the config file changes.
         #[arg(long)]
         watch: bool,
@@ -90,12 +97,16 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Run {
             config,
+            control,
+            cache_dir,
             watch,
             workers,
             admin,
             node,
         } => weir::app::run(weir::app::RunOptions {
-            config,
+            config: config.unwrap_or_default(),
+            control,
+            cache_dir,
             workers,
             admin,
             watch,

@@ -5,6 +5,8 @@
 use crate::metrics::Registry;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +28,13 @@ pub enum WorkerCmd {
     },
     /// Drop what `Prepare` built for a version that will not be published.
     Discard { version: u64 },
+    /// Start accepting on a listener socket bound for this worker.
+    AddListener {
+        name: Arc<str>,
+        socket: std::net::TcpListener,
+    },
+    /// Stop accepting on a listener (its open connections go on).
+    RemoveListener { name: Arc<str> },
 }
 
 /// State shared by all threads.
@@ -35,7 +44,13 @@ pub struct Shared {
     pub workers: Vec<WorkerStats>,
     pub node: String,
     pub wasm: weir_wasm::WasmHost,
+    /// Serialises swaps (file reloads, admin, control plane).
+    pub swap_lock: std::sync::Mutex<()>,
+    /// The control-plane version of the running snapshot (0: not from a control plane).
+    pub control_version: AtomicU64,
     worker_tx: Vec<mpsc::UnboundedSender<WorkerCmd>>,
+    /// Bound listeners: name → (configured address, actual address).
+    listeners: std::sync::Mutex<BTreeMap<String, (String, SocketAddr)>>,
     next_conn_id: AtomicU64,
     next_version: AtomicU64,
 }
@@ -60,7 +75,10 @@ impl Shared {
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             node,
             wasm,
+            swap_lock: Default::default(),
+            control_version: AtomicU64::new(0),
             worker_tx: tx,
+            listeners: Default::default(),
             next_conn_id: AtomicU64::new(1),
             next_version: AtomicU64::new(next),
         });
@@ -78,6 +96,27 @@ impl Shared {
     pub async fn apply(&self, snapshot: Snapshot) -> Result<u64, Vec<String>> {
         let snapshot = Arc::new(snapshot);
         let version = snapshot.version;
+        // Listeners: keep those whose address is unchanged, bind new or moved ones now (a bind
+        // failure rejects the swap), stop removed ones after publishing.
+        let current = self.listeners();
+        let mut to_add = Vec::new();
+        let mut to_remove: Vec<String> = current
+            .keys()
+            .filter(|n| !snapshot.config.listeners.iter().any(|l| &l.name == *n))
+            .cloned()
+            .collect();
+        for l in &snapshot.config.listeners {
+            match current.get(&l.name) {
+                Some((addr, _)) if *addr == l.address => {}
+                Some(_) => {
+                    to_remove.push(l.name.clone());
+                    to_add.push(l.clone());
+                }
+                None => to_add.push(l.clone()),
+            }
+        }
+        let bound = crate::listener::bind_all(&to_add, self.worker_tx.len())
+            .map_err(|e| vec![e.to_string()])?;
         let mut replies = Vec::with_capacity(self.worker_tx.len());
         for tx in &self.worker_tx {
             let (reply, rx) = oneshot::channel();
@@ -115,11 +154,46 @@ impl Shared {
             return Err(errors);
         }
         self.snapshot.store(snapshot);
+        {
+            let mut map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            for name in &to_remove {
+                map.remove(name);
+                for tx in &self.worker_tx {
+                    let _ = tx.send(WorkerCmd::RemoveListener {
+                        name: Arc::from(name.as_str()),
+                    });
+                }
+            }
+            for (l, (_, actual)) in to_add.iter().zip(&bound.addresses) {
+                map.insert(l.name.clone(), (l.address.clone(), *actual));
+            }
+        }
+        for (tx, sockets) in self.worker_tx.iter().zip(bound.per_worker) {
+            for (name, socket) in sockets {
+                let _ = tx.send(WorkerCmd::AddListener { name, socket });
+            }
+        }
         self.metrics
             .config_version
             .store(version, Ordering::Relaxed);
         self.metrics.swaps_ok.fetch_add(1, Ordering::Relaxed);
         Ok(version)
+    }
+
+    /// Records listeners bound at start-up.
+    pub fn set_listeners(&self, bound: impl IntoIterator<Item = (String, String, SocketAddr)>) {
+        let mut map = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, configured, actual) in bound {
+            map.insert(name, (configured, actual));
+        }
+    }
+
+    /// Bound listeners: name → (configured address, actual address).
+    pub fn listeners(&self) -> BTreeMap<String, (String, SocketAddr)> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn next_connection_id(&self) -> u64 {

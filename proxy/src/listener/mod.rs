@@ -129,11 +129,59 @@ pub fn spawn_worker(
         })
 }
 
+/// The accept loops of one worker, by listener name; each can be stopped on its own (a swap
+/// that removes or moves a listener) or all at once (shutdown).
+struct AcceptLoops {
+    loops: std::cell::RefCell<
+        std::collections::HashMap<Arc<str>, (tokio::task::JoinHandle<()>, watch::Sender<bool>)>,
+    >,
+}
+
+impl AcceptLoops {
+    fn start(
+        &self,
+        name: Arc<str>,
+        sock: std::net::TcpListener,
+        worker: &Rc<Worker>,
+        tracker: &Rc<ConnTracker>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::from_std(sock)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::task::spawn_local(accept_loop(
+            name.clone(),
+            listener,
+            worker.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+            stop_rx,
+        ));
+        if let Some((_, old)) = self.loops.borrow_mut().insert(name, (task, stop_tx)) {
+            let _ = old.send(true);
+        }
+        Ok(())
+    }
+
+    fn stop(&self, name: &str) {
+        if let Some((_, stop)) = self.loops.borrow_mut().remove(name) {
+            let _ = stop.send(true);
+        }
+    }
+
+    fn take_all(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.loops
+            .borrow_mut()
+            .drain()
+            .map(|(_, (t, _))| t)
+            .collect()
+    }
+}
+
 async fn run_worker(
     id: usize,
     shared: Arc<Shared>,
     sockets: Vec<(Arc<str>, std::net::TcpListener)>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
     mut commands: tokio::sync::mpsc::UnboundedReceiver<crate::shared::WorkerCmd>,
     ready: std::sync::mpsc::Sender<Result<usize, String>>,
 ) {
@@ -143,37 +191,44 @@ async fn run_worker(
         let _ = ready.send(Err(e.join("\n")));
         return;
     }
-    let cmd_worker = worker.clone();
-    tokio::task::spawn_local(async move {
-        while let Some(cmd) = commands.recv().await {
-            match cmd {
-                crate::shared::WorkerCmd::Prepare { snapshot, reply } => {
-                    let _ = reply.send(cmd_worker.prepare(&snapshot));
-                }
-                crate::shared::WorkerCmd::Discard { version } => cmd_worker.discard(version),
-            }
-        }
-    });
     let tracker = Rc::new(ConnTracker::default());
-    let mut loops = Vec::new();
+    let loops = Rc::new(AcceptLoops {
+        loops: Default::default(),
+    });
     for (name, sock) in sockets {
-        let listener = match tokio::net::TcpListener::from_std(sock) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ready.send(Err(format!("worker {id}: listener {name}: {e}")));
-                return;
+        if let Err(e) = loops.start(name.clone(), sock, &worker, &tracker, &shutdown) {
+            let _ = ready.send(Err(format!("worker {id}: listener {name}: {e}")));
+            return;
+        }
+    }
+    {
+        let worker = worker.clone();
+        let loops = loops.clone();
+        let tracker = tracker.clone();
+        let shutdown = shutdown.clone();
+        tokio::task::spawn_local(async move {
+            use crate::shared::WorkerCmd;
+            while let Some(cmd) = commands.recv().await {
+                match cmd {
+                    WorkerCmd::Prepare { snapshot, reply } => {
+                        let _ = reply.send(worker.prepare(&snapshot));
+                    }
+                    WorkerCmd::Discard { version } => worker.discard(version),
+                    WorkerCmd::AddListener { name, socket } => {
+                        if let Err(e) =
+                            loops.start(name.clone(), socket, &worker, &tracker, &shutdown)
+                        {
+                            tracing::error!(worker = worker.id, listener = %name, error = %e, "cannot start listener");
+                        }
+                    }
+                    WorkerCmd::RemoveListener { name } => loops.stop(&name),
+                }
             }
-        };
-        loops.push(tokio::task::spawn_local(accept_loop(
-            name,
-            listener,
-            worker.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-        )));
+        });
     }
     let _ = ready.send(Ok(id));
-    for l in loops {
+    let _ = shutdown.wait_for(|s| *s).await;
+    for l in loops.take_all() {
         let _ = l.await;
     }
     // Draining: connections got the shutdown signal; wait for them up to the drain timeout.
@@ -209,12 +264,15 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     worker: Rc<Worker>,
     tracker: Rc<ConnTracker>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
+    let mut global = shutdown.clone();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = global.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let (tcp, peer) = match accepted {
             Ok(a) => a,
