@@ -10,8 +10,13 @@
 //! - [`client`]: `weir-control push --server URL FILE.yaml` and `weir-control status --server URL`
 //! - [`desired`]: validation and content-addressing of a desired state
 //!
-//! Example: `weir-control serve --dir examples/control --listen 127.0.0.1:7000`, then
-//! `weir run --control http://127.0.0.1:7000 --node edge-1`.
+//! Example: put a `weir.yaml` (see `examples/`) and the `.wasm` files it names (built into
+//! `target/filters/`) in a directory `DIR`, then
+//! `weir-control serve --dir DIR --listen 127.0.0.1:7000`,
+//! `weir run --control http://127.0.0.1:7000 --node edge-1`, and later
+//! `weir-control push --server http://127.0.0.1:7000 new.yaml` and
+//! `weir-control status --server http://127.0.0.1:7000`. `control/tests/control_plane.rs`
+//! drives all of it over real sockets.
 #![forbid(unsafe_code)]
 
 pub mod client;

@@ -840,6 +840,32 @@ mod tests {
     }
 
     #[test]
+    fn cached_bundle_is_verified() {
+        let dir = std::env::temp_dir().join(format!("weir-control-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(MODULES_DIR)).unwrap();
+        assert_eq!(load_cached(&dir), None);
+        let hex = sha256_hex(b"\0asm module");
+        let cached = CachedBundle {
+            version: 3,
+            nonce: "n".into(),
+            config: "filters: []\n".into(),
+            modules: [("f".to_string(), hex.clone())].into(),
+        };
+        std::fs::write(dir.join(BUNDLE_FILE), serde_json::to_vec(&cached).unwrap()).unwrap();
+        assert_eq!(load_cached(&dir), None, "module missing");
+        let module = module_file(&dir.join(MODULES_DIR), &hex);
+        std::fs::write(&module, b"\0asm tampered").unwrap();
+        assert_eq!(load_cached(&dir), None, "module corrupted");
+        std::fs::write(&module, b"\0asm module").unwrap();
+        let b = load_cached(&dir).unwrap();
+        assert_eq!((b.version, b.module_path(&hex)), (3, module));
+        std::fs::write(dir.join(BUNDLE_FILE), b"{not json").unwrap();
+        assert_eq!(load_cached(&dir), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn resolves_refs() {
         let dir = std::env::temp_dir().join(format!("weir-control-resolve-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
