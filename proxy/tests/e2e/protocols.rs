@@ -267,3 +267,25 @@ async fn upstream_tls_rejects_unknown_ca() {
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(up.requests(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_http2_multiplexes_concurrent_requests() {
+    let up = Upstream::start("h2up").await;
+    let weir = Weir::start(&one_route(&up, "    http2: true")).await;
+    let client = Client::h2c(weir.addr("edge")).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let mut c = client.h2_clone();
+        tasks.push(tokio::spawn(async move { c.get("/hold").await }));
+    }
+    wait_until("10 streams held upstream", || up.held() == 10).await;
+    assert_eq!(
+        up.accepted(),
+        1,
+        "10 concurrent requests share one HTTP/2 upstream connection"
+    );
+    up.release();
+    for t in tasks {
+        assert_eq!(t.await.expect("task").status, 200);
+    }
+}
