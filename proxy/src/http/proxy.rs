@@ -53,6 +53,11 @@ impl Worker {
     /// Prepares (instantiates) the filters of `snap` on this worker.
     pub fn prepare(&self, snap: &crate::snapshot::Snapshot) -> Result<(), Vec<String>> {
         let f = WorkerFilters::prepare(snap, self.services.clone())?;
+        // Start each VM's local tasks now (tick timers, queue notifications), as Envoy does
+        // when it creates a VM: a worker that has not served a request yet still ticks.
+        for vm in f.vms.values() {
+            vm.activate();
+        }
         self.filters.borrow_mut().insert(snap.version, Rc::new(f));
         Ok(())
     }
@@ -210,7 +215,10 @@ fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_w
         connection_id: conn.id,
         mtls: peer.is_some(),
         requested_server_name: tls.and_then(|t| t.sni.clone()),
-        tls_version: tls.and_then(|t| t.version.clone()),
+        // Envoy's spelling ("TLSv1.3"), not rustls' Debug name ("TLSv1_3").
+        tls_version: tls
+            .and_then(|t| t.version.as_ref())
+            .map(|v| v.replace('_', ".")),
         peer_uri_sans: peer.map(|p| p.uri_sans.clone()).unwrap_or_default(),
         peer_dns_sans: peer.map(|p| p.dns_sans.clone()).unwrap_or_default(),
         peer_subject: peer.and_then(|p| p.subject.clone()),
