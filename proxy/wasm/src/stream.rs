@@ -478,6 +478,11 @@ impl ChainStream {
             let mut buf = match self.slots[i].held[dir as usize].take() {
                 Some(mut h) => {
                     h.extend_from_slice(&data);
+                    // What this filter held plus the new bytes is one buffer: its limit
+                    // applies at end of stream too.
+                    if h.len() > self.slots[i].vm.max_body_bytes() {
+                        return Err(self.too_large(i, dir));
+                    }
                     h
                 }
                 None => data,
