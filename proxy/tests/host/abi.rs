@@ -81,9 +81,8 @@ async fn every_language_adds_its_header_through_weir() {
         ("command", "/command"),
         ("sdk", "/sdk"),
     ];
-    let mut yaml = String::from(
-        "listeners:\n  - name: edge\n    address: 127.0.0.1:0\n    routes:\n",
-    );
+    let mut yaml =
+        String::from("listeners:\n  - name: edge\n    address: 127.0.0.1:0\n    routes:\n");
     for (f, p) in routes {
         yaml.push_str(&format!(
             "      - name: {f}\n        match: {{ path_prefix: {p} }}\n        cluster: up\n        filters: [{f}]\n"
@@ -111,12 +110,7 @@ async fn every_language_adds_its_header_through_weir() {
     ));
     yaml.push_str(&filter("reactor", &example("reactor.wasm"), "{}", ""));
     yaml.push_str(&filter("command", &example("command.wasm"), "{}", ""));
-    yaml.push_str(&filter(
-        "sdk",
-        e2e_filter(),
-        "{\"tag\": \"S\"}",
-        "",
-    ));
+    yaml.push_str(&filter("sdk", e2e_filter(), "{\"tag\": \"S\"}", ""));
     let weir = crate::util::start(&yaml, 1).await;
     let mut c: Client = weir.h1("edge").await;
 
@@ -127,9 +121,17 @@ async fn every_language_adds_its_header_through_weir() {
     let r = c.get("/as").await;
     assert_eq!(r.header("x-as").as_deref(), Some("1"), "{r:?}");
     let r = c.get("/reactor").await;
-    assert_eq!(r.upstream_header("x-wat").as_deref(), Some("reactor"), "{r:?}");
+    assert_eq!(
+        r.upstream_header("x-wat").as_deref(),
+        Some("reactor"),
+        "{r:?}"
+    );
     let r = c.get("/command").await;
-    assert_eq!(r.upstream_header("x-wat").as_deref(), Some("command"), "{r:?}");
+    assert_eq!(
+        r.upstream_header("x-wat").as_deref(),
+        Some("command"),
+        "{r:?}"
+    );
     let r = c.get("/sdk").await;
     assert_eq!(r.upstream_header("x-order").as_deref(), Some("S"), "{r:?}");
     assert_eq!(r.header("x-order-resp").as_deref(), Some("S"), "{r:?}");

@@ -21,9 +21,11 @@ async fn http_call_to_a_cluster_through_the_pool() {
     }
     let text = metrics(&weir).await;
     assert!(
-        text.lines().any(|l| l.starts_with("weir_upstream_requests_total{cluster=\"calls\"")
-            && l.contains("code=\"200\"")
-            && l.ends_with(" 3")),
+        text.lines().any(
+            |l| l.starts_with("weir_upstream_requests_total{cluster=\"calls\"")
+                && l.contains("code=\"200\"")
+                && l.ends_with(" 3")
+        ),
         "calls counted under cluster `calls`:\n{text}"
     );
 
@@ -40,7 +42,11 @@ async fn http_call_to_a_cluster_through_the_pool() {
         r.upstream_header("x-call-error").as_deref(),
         Some("Some(BadArgument) Some(BadArgument) Some(BadArgument) Some(BadArgument)")
     );
-    assert_eq!(up.requests(), before + 1, "only the proxied request reached the upstream");
+    assert_eq!(
+        up.requests(),
+        before + 1,
+        "only the proxied request reached the upstream"
+    );
 }
 
 /// `seq:ticks` pairs of every VM of the filter, as answered by its `ticks` action.

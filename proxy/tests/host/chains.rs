@@ -58,7 +58,9 @@ async fn listener_and_route_chains_run_in_order() {
     }
     // The last filter of the chain (cfg) sets x-config to its configuration bytes: JSON.
     let r = act(&mut c, "/cfg", "config", &[]).await;
-    let got = r.upstream_header("x-config").expect("x-config reached upstream");
+    let got = r
+        .upstream_header("x-config")
+        .expect("x-config reached upstream");
     let got: serde_json::Value = serde_json::from_str(&got).expect("config is JSON");
     let want: serde_json::Value = serde_json::from_str(cfg_json).unwrap();
     assert_eq!(got, want);
@@ -72,12 +74,7 @@ async fn false_from_vm_start_or_configure_fails_validate_and_run() {
         ("badconf", "configure", "proxy_on_configure"),
     ] {
         let filters = e2e("fine", "F", "")
-            + &filter(
-                name,
-                e2e_filter(),
-                &format!("{{\"fail\": \"{fail}\"}}"),
-                "",
-            );
+            + &filter(name, e2e_filter(), &format!("{{\"fail\": \"{fail}\"}}"), "");
         let yaml = crate::util::simple(&up, &["fine", name], &filters);
         let dir = TempDir::new("badcfg");
         let cfg = dir.join("weir.yaml");

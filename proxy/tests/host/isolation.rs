@@ -71,7 +71,10 @@ async fn memory_growth_past_the_cap_traps_cleanly() {
     let yaml = per_route(
         &up,
         &[
-            ("hog", "limits: { memory: 8MiB, callback_deadline: 2s }\non_error: reload"),
+            (
+                "hog",
+                "limits: { memory: 8MiB, callback_deadline: 2s }\non_error: reload",
+            ),
             ("other", ""),
         ],
     );

@@ -27,8 +27,16 @@ async fn filter_metrics_on_admin_metrics() {
     assert_eq!(metric(&text, "e2e_m_gauge"), Some(7.0), "{text}");
     assert_eq!(metric(&text, "e2e_m_hist_count"), Some(3.0), "{text}");
     assert_eq!(metric(&text, "e2e_m_hist_sum"), Some(126.0), "{text}");
-    assert_eq!(metric(&text, "e2e_m_hist_bucket{le=\"25\"}"), Some(0.0), "{text}");
-    assert_eq!(metric(&text, "e2e_m_hist_bucket{le=\"50\"}"), Some(3.0), "{text}");
+    assert_eq!(
+        metric(&text, "e2e_m_hist_bucket{le=\"25\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "e2e_m_hist_bucket{le=\"50\"}"),
+        Some(3.0),
+        "{text}"
+    );
 }
 
 const PATHS: &str = "source.address,source.port,destination.address,destination.port,\
@@ -72,8 +80,17 @@ async fn properties_over_sockets_as_envoy_encodes_them() {
     };
     let b = |k: &str| -> Vec<u8> { p[k].clone().unwrap_or_else(|e| panic!("{k}: {e}")) };
     let edge = weir.addr("edge");
-    assert!(s("source.address").starts_with("127.0.0.1:"), "{}", s("source.address"));
-    let src_port: i64 = s("source.address").rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        s("source.address").starts_with("127.0.0.1:"),
+        "{}",
+        s("source.address")
+    );
+    let src_port: i64 = s("source.address")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(i64_le(&b("source.port")), src_port);
     assert_eq!(s("destination.address"), edge.to_string());
     assert_eq!(i64_le(&b("destination.port")), edge.port() as i64);
@@ -87,7 +104,10 @@ async fn properties_over_sockets_as_envoy_encodes_them() {
     assert_eq!(s("request.protocol"), "HTTP/1.1");
     let hdrs = decode_map(&b("request.headers"));
     assert!(hdrs.contains(&("x-act".into(), "props".into())), "{hdrs:?}");
-    assert!(hdrs.contains(&("x-request-id".into(), "rid-1".into())), "{hdrs:?}");
+    assert!(
+        hdrs.contains(&("x-request-id".into(), "rid-1".into())),
+        "{hdrs:?}"
+    );
     assert_eq!(b("connection.mtls"), vec![0]);
     assert_eq!(s("plugin_name"), "p");
     assert_eq!(s("plugin_root_id"), "the-root");
@@ -113,6 +133,10 @@ async fn properties_over_sockets_as_envoy_encodes_them() {
     assert_eq!(s("request.scheme"), "https");
     assert_eq!(s("connection.requested_server_name"), "localhost");
     assert_eq!(s("connection.uri_san_peer_certificate"), CLIENT_SPIFFE_ID);
-    assert!(s("connection.tls_version").starts_with("TLSv1."), "{}", s("connection.tls_version"));
+    assert!(
+        s("connection.tls_version").starts_with("TLSv1."),
+        "{}",
+        s("connection.tls_version")
+    );
     assert_eq!(s("route_name"), "tls-route");
 }

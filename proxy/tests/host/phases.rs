@@ -6,7 +6,9 @@
 
 use crate::support::{Client, DEADLINE};
 use crate::upstream::HostUpstream;
-use crate::util::{act, channel_body, e2e, metric, metrics, next_data, post, simple, start, wait_metric};
+use crate::util::{
+    act, channel_body, e2e, metric, metrics, next_data, post, simple, start, wait_metric,
+};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body::Frame;
@@ -87,7 +89,11 @@ async fn headers_bodies_and_trailers_over_h2() {
         "x-up-trailer",
         "x-filter-resp-trailer",
     ] {
-        assert_eq!(tr.get(k).map(|v| v.as_bytes()), Some(&b"1"[..]), "{k} in {tr:?}");
+        assert_eq!(
+            tr.get(k).map(|v| v.as_bytes()),
+            Some(&b"1"[..]),
+            "{k} in {tr:?}"
+        );
     }
 }
 
@@ -105,16 +111,28 @@ async fn bodies_stream_chunk_by_chunk_through_continuing_filters() {
             .header("x-act", a)
             .body(body)
             .expect("request");
-        tx.send(Frame::data(Bytes::from_static(b"one"))).await.unwrap();
+        tx.send(Frame::data(Bytes::from_static(b"one")))
+            .await
+            .unwrap();
         let resp = tokio::time::timeout(DEADLINE, c.send(req))
             .await
             .expect("headers in time")
             .expect("response");
         assert_eq!(resp.status(), 200);
         let mut body = resp.into_body();
-        assert_eq!(next_data(&mut body).await.as_deref(), Some(&b"ONE"[..]), "{a}");
-        tx.send(Frame::data(Bytes::from_static(b"two"))).await.unwrap();
-        assert_eq!(next_data(&mut body).await.as_deref(), Some(&b"TWO"[..]), "{a}");
+        assert_eq!(
+            next_data(&mut body).await.as_deref(),
+            Some(&b"ONE"[..]),
+            "{a}"
+        );
+        tx.send(Frame::data(Bytes::from_static(b"two")))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_data(&mut body).await.as_deref(),
+            Some(&b"TWO"[..]),
+            "{a}"
+        );
         drop(tx);
         assert_eq!(next_data(&mut body).await, None, "{a}: end of body");
     }
@@ -159,7 +177,12 @@ async fn buffering_filters_get_whole_bodies_up_to_their_limit() {
         .unwrap();
     match c.fetch(req).await {
         Ok(r) => assert_eq!(r.status, 500, "{}", r.text()),
-        Err(e) => assert!(e.is_incomplete_message() || e.is_body_write_aborted() || format!("{e:?}").contains("Body"), "{e:?}"),
+        Err(e) => assert!(
+            e.is_incomplete_message()
+                || e.is_body_write_aborted()
+                || format!("{e:?}").contains("Body"),
+            "{e:?}"
+        ),
     }
 }
 
@@ -219,7 +242,9 @@ async fn log_done_delete_once_per_stream_also_on_client_disconnect() {
     wait_metric(&weir, &series("delete"), |v| v >= 5.0).await;
 
     // A request whose body never completes: the filter holds it; then the client goes away.
-    let mut s = tokio::net::TcpStream::connect(weir.addr("edge")).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(weir.addr("edge"))
+        .await
+        .unwrap();
     s.write_all(b"POST /echo-body HTTP/1.1\r\nhost: x\r\nx-act: buffer@req\r\ncontent-length: 100\r\n\r\n0123456789")
         .await
         .unwrap();

@@ -31,7 +31,10 @@ async fn shared_data_cas_is_exact_across_workers() {
     for t in tasks {
         vms.insert(t.await.expect("client task"));
     }
-    assert!(vms.len() >= 2, "requests spread over several workers: {vms:?}");
+    assert!(
+        vms.len() >= 2,
+        "requests spread over several workers: {vms:?}"
+    );
     let mut c = Client::h1(addr).await;
     let r = act(&mut c, "/x", "get", &[("x-key", "counter")]).await;
     assert_eq!(r.text(), (CONNS * PER_CONN).to_string());

@@ -155,10 +155,18 @@ impl RootContext for Root {
                 continue;
             }
             if response {
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "x-resumed", Some("tick"));
+                let _ = hostcalls::set_map_value(
+                    MapType::HttpResponseHeaders,
+                    "x-resumed",
+                    Some("tick"),
+                );
                 let _ = hostcalls::resume_http_response();
             } else {
-                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-resumed", Some("tick"));
+                let _ = hostcalls::set_map_value(
+                    MapType::HttpRequestHeaders,
+                    "x-resumed",
+                    Some("tick"),
+                );
                 let _ = hostcalls::resume_http_request();
             }
         }
@@ -167,7 +175,11 @@ impl RootContext for Root {
     fn on_queue_ready(&mut self, queue_id: u32) {
         while let Ok(Some(v)) = hostcalls::dequeue_shared_queue(queue_id) {
             let seen = format!("{}:{}", self.s.seq, String::from_utf8_lossy(&v));
-            let _ = hostcalls::set_shared_data(&format!("seen-{}", self.s.seq), Some(seen.as_bytes()), None);
+            let _ = hostcalls::set_shared_data(
+                &format!("seen-{}", self.s.seq),
+                Some(seen.as_bytes()),
+                None,
+            );
         }
     }
 
@@ -250,7 +262,10 @@ impl Http {
             return a;
         }
         let upper = |size: usize| {
-            let b = hostcalls::get_buffer(bt, 0, size).ok().flatten().unwrap_or_default();
+            let b = hostcalls::get_buffer(bt, 0, size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             let _ = hostcalls::set_buffer(bt, 0, size, &b.to_ascii_uppercase());
         };
         if self.has(&format!("buffer@{dir}")) {
@@ -420,7 +435,9 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
         if !self.s.tag.is_empty() {
-            let cur = self.get_http_response_header("x-order-resp").unwrap_or_default();
+            let cur = self
+                .get_http_response_header("x-order-resp")
+                .unwrap_or_default();
             self.set_http_response_header("x-order-resp", Some(&format!("{cur}{}", self.s.tag)));
         }
         self.phase_action("resph", true).unwrap_or(Action::Continue)
