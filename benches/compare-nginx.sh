@@ -15,7 +15,7 @@
 #
 # Usage: benches/compare-nginx.sh [--duration 10] [--connections 32] [--rounds 3]
 #                                 [--only nginx|weir] [--no-build] [--weir-bin PATH]
-# Env:   UPSTREAM_PORT (18080) NGINX_PORT (18081) WEIR_PORT (18082) CARGO_TARGET_DIR
+# Env:   UPSTREAM_PORT (38180) NGINX_PORT (38181) WEIR_PORT (38182) CARGO_TARGET_DIR
 # Needs: Debian/Ubuntu (installs nginx and wrk with apt-get when missing), 2+ CPUs, cargo.
 set -euo pipefail
 
@@ -28,9 +28,9 @@ ROUNDS=3
 ONLY=""
 BUILD=1
 WEIR_BIN=""
-UPSTREAM_PORT=${UPSTREAM_PORT:-18080}
-NGINX_PORT=${NGINX_PORT:-18081}
-WEIR_PORT=${WEIR_PORT:-18082}
+UPSTREAM_PORT=${UPSTREAM_PORT:-38180}
+NGINX_PORT=${NGINX_PORT:-38181}
+WEIR_PORT=${WEIR_PORT:-38182}
 
 usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
@@ -218,6 +218,14 @@ if [[ " $PROXIES " == *" weir "* ]]; then
   [ "$ready" = 1 ] || die "weir did not print {\"event\":\"ready\"}: $(tail -n 20 "$WORK/weir.err" 2>/dev/null)"
   wait_http "$WEIR_PORT" || die "weir does not answer 200 on port $WEIR_PORT"
 fi
+
+# Each proxy must really forward to the upstream (not answer by itself).
+for pair in "nginx:$NGINX_PORT" "weir:$WEIR_PORT"; do
+  name=${pair%%:*}
+  [[ " $PROXIES " == *" $name "* ]] || continue
+  body=$(curl -fsS --max-time 5 "http://127.0.0.1:${pair#*:}/bench" || true)
+  [ "$body" = "hello from the upstream" ] || die "$name did not return the upstream's body (got: ${body:0:200})"
+done
 
 # --- measuring ----------------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
