@@ -72,11 +72,21 @@ fn spawn_client(
     tokio::task::JoinHandle<()>,
     mpsc::UnboundedReceiver<Applied>,
 ) {
-    let (tx, rx) = mpsc::unbounded_channel();
     let mut c = ControlClient::new(url, node);
     if let Some(dir) = cache {
         c = c.with_cache_dir(dir);
     }
+    spawn(c)
+}
+
+/// Runs `c` with the recording `apply` of [`spawn_client`].
+fn spawn(
+    c: ControlClient,
+) -> (
+    tokio::task::JoinHandle<()>,
+    mpsc::UnboundedReceiver<Applied>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(c.run(move |b: Bundle| {
         let tx = tx.clone();
         async move {
@@ -584,5 +594,48 @@ async fn watch_over_http2() {
         .iter()
         .any(|n| n.node == "h2-node" && n.connected && n.sent_version == Some(msg.version)));
     drop(body);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn proxy_restarted_while_control_plane_down_starts_from_cache() {
+    let dir = temp_dir("cache-restart");
+    write(&dir.join("a.wasm"), wasm("one"));
+    write(&dir.join("weir.yaml"), config("a.wasm", "1"));
+    let server = start(&dir, loopback()).await;
+    let addr = server.local_addr();
+    let url = format!("http://{addr}");
+    let cache = temp_dir("cache-restart-cache");
+    let (task, mut rx) = spawn_client(url.clone(), "node-a", Some(cache.clone()));
+    let (b1, _) = next_bundle(&mut rx).await;
+    wait_status(&url, |s| acked(s, "node-a") == Some(b1.version)).await;
+    // Both go down; the proxy restarts first and serves its cached bundle.
+    task.abort();
+    let _ = task.await;
+    server.shutdown().await;
+    let cached = load_cached(&cache).expect("cached bundle");
+    assert_eq!(
+        (cached.version, &cached.config_yaml),
+        (b1.version, &b1.config_yaml)
+    );
+    let cfg = cached.load_config(&dir).unwrap();
+    assert_eq!(std::fs::read(&cfg.filters[0].module).unwrap(), wasm("one"));
+    let (task, mut rx) = spawn(
+        ControlClient::new(url.clone(), "node-a")
+            .with_cache_dir(cache.clone())
+            .with_running(&cached),
+    );
+    // The control plane comes back with the same version: ACKed without re-applying.
+    let server = start(&dir, addr).await;
+    wait_status(&url, |s| acked(s, "node-a") == Some(b1.version)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "the running bundle must not be applied again"
+    );
+    // A new version is applied as usual.
+    write(&dir.join("weir.yaml"), config("a.wasm", "2"));
+    let (b2, _) = next_bundle(&mut rx).await;
+    assert_eq!(b2.version, b1.version + 1);
+    task.abort();
     server.shutdown().await;
 }

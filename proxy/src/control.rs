@@ -375,6 +375,8 @@ pub struct ControlClient {
     url: String,
     node: String,
     cache_dir: Option<PathBuf>,
+    /// (version, config, modules) the proxy already runs.
+    running: Option<(u64, String, BTreeMap<String, String>)>,
 }
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -396,12 +398,24 @@ impl ControlClient {
             url: url.trim_end_matches('/').to_string(),
             node: node.into(),
             cache_dir: None,
+            running: None,
         }
     }
 
     /// Persist modules and the last ACKed bundle in `dir` (see [`load_cached`]).
     pub fn with_cache_dir(mut self, dir: PathBuf) -> Self {
         self.cache_dir = Some(dir);
+        self
+    }
+
+    /// The proxy already runs `bundle` (e.g. it started from [`load_cached`]): when the control
+    /// plane sends the same version with the same content, it is ACKed without calling `apply`.
+    pub fn with_running(mut self, bundle: &Bundle) -> Self {
+        self.running = Some((
+            bundle.version,
+            bundle.config_yaml.clone(),
+            bundle.modules.clone(),
+        ));
         self
     }
 
@@ -435,7 +449,7 @@ impl ControlClient {
         let _cleanup = RemoveOnDrop(self.cache_dir.is_none().then(|| module_dir.clone()));
         let mut state = ClientState {
             module_dir,
-            applied: None,
+            applied: self.running.clone(),
             recent: VecDeque::new(),
         };
         if let Some(dir) = &self.cache_dir {
