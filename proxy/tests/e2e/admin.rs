@@ -137,3 +137,59 @@ async fn metrics_count_requests_and_durations() {
         "metrics:\n{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_per_listener_overrides_the_top_level_one() {
+    let up = Upstream::start("a").await;
+    let yaml = format!(
+        r#"
+access_log: {{ path: $DIR/access.log }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: backend
+  - name: internal
+    address: 127.0.0.1:0
+    access_log: {{ path: $DIR/internal.log }}
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: backend
+clusters:
+  - name: backend
+    endpoints: [{}]
+"#,
+        up.endpoint()
+    );
+    let weir = Weir::start(&yaml).await;
+    assert_eq!(weir.h1("edge").await.get("/to-edge").await.status, 200);
+    let mut internal = crate::support::Client::h1(weir.addr("internal")).await;
+    assert_eq!(internal.get("/to-internal").await.status, 200);
+    let edge_entry = weir
+        .wait_log("edge request", |v| v["path"] == "/to-edge")
+        .await;
+    assert_eq!(edge_entry["listener"], "edge");
+    let internal_log = weir.access_log.with_file_name("internal.log");
+    crate::support::eventually(
+        "internal listener logs to its own file",
+        crate::support::DEADLINE,
+        std::time::Duration::from_millis(10),
+        || {
+            let p = internal_log.clone();
+            async move {
+                std::fs::read_to_string(&p)
+                    .unwrap_or_default()
+                    .contains("/to-internal")
+            }
+        },
+    )
+    .await;
+    assert!(
+        !weir
+            .access_log_lines()
+            .iter()
+            .any(|v| v["path"] == "/to-internal"),
+        "the internal listener's request went to the top-level log too"
+    );
+}
