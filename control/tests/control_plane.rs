@@ -639,3 +639,30 @@ async fn proxy_restarted_while_control_plane_down_starts_from_cache() {
     task.abort();
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn bootstrap_with_fetch_current_then_run() {
+    let dir = temp_dir("bootstrap");
+    write(&dir.join("a.wasm"), wasm("boot"));
+    write(&dir.join("weir.yaml"), config("a.wasm", "1"));
+    let server = start(&dir, loopback()).await;
+    let url = format!("http://{}", server.local_addr());
+    let c = ControlClient::new(url.clone(), "boot-node");
+    let first = c.fetch_current().await.unwrap();
+    assert_eq!(Some(first.version), server.version());
+    assert_eq!(
+        std::fs::read(first.module_path(&first.modules["headers"])).unwrap(),
+        wasm("boot")
+    );
+    // Not acknowledged until the proxy runs it and the client says so.
+    let s = client::status(&url).await.unwrap();
+    assert_eq!(acked(&s, "boot-node"), None);
+    let (task, mut rx) = spawn(c.with_running(&first));
+    wait_status(&url, |s| acked(s, "boot-node") == Some(first.version)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "the running bundle must not be applied again"
+    );
+    task.abort();
+    server.shutdown().await;
+}

@@ -375,6 +375,8 @@ pub struct ControlClient {
     url: String,
     node: String,
     cache_dir: Option<PathBuf>,
+    /// `cache_dir/modules`, or a private temp dir removed when [`ControlClient::run`] ends.
+    module_dir: PathBuf,
     /// (version, config, modules) the proxy already runs.
     running: Option<(u64, String, BTreeMap<String, String>)>,
 }
@@ -398,12 +400,18 @@ impl ControlClient {
             url: url.trim_end_matches('/').to_string(),
             node: node.into(),
             cache_dir: None,
+            module_dir: std::env::temp_dir().join(format!(
+                "weir-modules-{}-{:08x}",
+                std::process::id(),
+                rand::rng().random::<u32>()
+            )),
             running: None,
         }
     }
 
     /// Persist modules and the last ACKed bundle in `dir` (see [`load_cached`]).
     pub fn with_cache_dir(mut self, dir: PathBuf) -> Self {
+        self.module_dir = dir.join(MODULES_DIR);
         self.cache_dir = Some(dir);
         self
     }
@@ -427,6 +435,88 @@ impl ControlClient {
         &self.url
     }
 
+    /// Where fetched modules are written (`<hex>.wasm`).
+    pub fn module_dir(&self) -> &Path {
+        &self.module_dir
+    }
+
+    /// For start-up without a cached bundle: waits for the control plane's current version,
+    /// fetches and verifies its modules, and returns it *without* acknowledging it. Start the
+    /// proxy from it, then `run` the client [`with_running`](Self::with_running) it: the
+    /// control plane re-sends it on connect and gets its ACK then. One attempt; on error
+    /// retry after [`backoff`]. Bound the wait with a timeout if the control plane may have
+    /// nothing published yet.
+    pub async fn fetch_current(&self) -> Result<Bundle, ControlError> {
+        let http = http_client();
+        let url = format!(
+            "{}/v1/watch?node={}",
+            self.url,
+            wire::encode_query(&self.node)
+        );
+        let req = request(http::Method::GET, &url, Bytes::new(), None)?;
+        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, http.request(req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(source)) => return Err(ControlError::Http { url, source }),
+            Err(_) => return Err(ControlError::Timeout { url }),
+        };
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body = read_body(&url, resp.into_body(), 64 * 1024)
+                .await
+                .unwrap_or_default();
+            let body = String::from_utf8_lossy(&body).into_owned();
+            return Err(ControlError::Status { url, status, body });
+        }
+        let mut body = resp.into_body();
+        let mut buf = BytesMut::new();
+        let msg: wire::WatchMessage = loop {
+            let frame = match tokio::time::timeout(WATCH_IDLE_TIMEOUT, body.frame()).await {
+                Err(_) => {
+                    return Err(ControlError::Stream(
+                        "no data or heartbeat for too long".into(),
+                    ))
+                }
+                Ok(None) => {
+                    return Err(ControlError::Stream("stream ended before a version".into()))
+                }
+                Ok(Some(Err(e))) => return Err(ControlError::Stream(e.to_string())),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                buf.extend_from_slice(&data);
+            }
+            let mut found = None;
+            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                let line = buf.split_to(pos + 1);
+                if !line.iter().all(|b| b.is_ascii_whitespace()) {
+                    found =
+                        Some(serde_json::from_slice(&line[..pos]).map_err(|e| {
+                            ControlError::Stream(format!("malformed message: {e}"))
+                        })?);
+                    break;
+                }
+            }
+            if let Some(m) = found {
+                break m;
+            }
+            if buf.len() > MAX_MESSAGE_BYTES {
+                return Err(ControlError::Stream(format!(
+                    "message longer than {MAX_MESSAGE_BYTES} bytes"
+                )));
+            }
+        };
+        std::fs::create_dir_all(&self.module_dir).map_err(|e| io_err(&self.module_dir, e))?;
+        self.fetch_modules(&http, &self.module_dir, &msg.modules)
+            .await?;
+        Ok(Bundle {
+            version: msg.version,
+            nonce: msg.nonce,
+            config_yaml: msg.config,
+            modules: msg.modules,
+            module_dir: self.module_dir.clone(),
+        })
+    }
+
     /// Runs forever: watch, fetch, `apply`, ACK/NACK, reconnect with backoff. Cancel by dropping
     /// the future (or aborting its task). `apply` returns `Err(message)` to NACK a bundle.
     ///
@@ -437,14 +527,7 @@ impl ControlClient {
         F: FnMut(Bundle) -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
-        let module_dir = match &self.cache_dir {
-            Some(dir) => dir.join(MODULES_DIR),
-            None => std::env::temp_dir().join(format!(
-                "weir-modules-{}-{:08x}",
-                std::process::id(),
-                rand::rng().random::<u32>()
-            )),
-        };
+        let module_dir = self.module_dir.clone();
         // A private temp module dir goes away with the client.
         let _cleanup = RemoveOnDrop(self.cache_dir.is_none().then(|| module_dir.clone()));
         let mut state = ClientState {
@@ -459,11 +542,10 @@ impl ControlClient {
                     .push_back(b.modules.values().cloned().collect());
             }
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.set_keepalive(Some(Duration::from_secs(30)));
-        connector.set_nodelay(true);
-        let http: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+        if let Some((_, _, modules)) = &self.running {
+            state.recent.push_back(modules.values().cloned().collect());
+        }
+        let http = http_client();
 
         let mut attempt: u32 = 0;
         loop {
@@ -754,6 +836,14 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 // === http helpers ===
+
+fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_keepalive(Some(Duration::from_secs(30)));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
 
 fn request(
     method: http::Method,
