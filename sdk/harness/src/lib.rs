@@ -472,7 +472,8 @@ impl Harness {
 
     /// Let `d` of wall-clock time pass on this worker (ticks, timers and resumed streams run).
     pub fn advance(&self, d: Duration) {
-        self.driver.block_on(tokio::time::sleep(d));
+        self.driver
+            .block_on(async move { tokio::time::sleep(d).await });
         self.driver.settle(|| false);
     }
 
