@@ -11,6 +11,9 @@ use weir_control::{client, server};
 #[derive(Parser)]
 #[command(name = "weir-control", version, about = "The weir control plane")]
 struct Cli {
+    /// Log format on stderr: text or json (filter with RUST_LOG).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,13 +44,18 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match Cli::parse().command {
+        .with_env_filter(filter);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    match cli.command {
         Command::Serve { dir, listen } => {
             let handle = match server::start(server::ServeOptions::new(dir, listen)).await {
                 Ok(h) => h,
@@ -60,7 +68,8 @@ async fn main() -> ExitCode {
                 "{}",
                 serde_json::json!({"event": "ready", "listen": handle.local_addr().to_string()})
             );
-            let _ = tokio::signal::ctrl_c().await;
+            wait_for_signal().await;
+            tracing::info!("shutting down");
             handle.shutdown().await;
             ExitCode::SUCCESS
         }
@@ -89,4 +98,20 @@ async fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

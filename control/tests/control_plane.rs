@@ -555,8 +555,24 @@ async fn cli_serve_push_status() {
     assert_eq!(acked(&s, "edge-1"), Some(1));
 
     task.abort();
-    let _ = serve.kill();
-    let _ = serve.wait();
+    // SIGTERM: a clean exit.
+    let term = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = serve.kill();
+            panic!("weir-control serve ignored SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]
