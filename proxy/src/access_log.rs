@@ -60,5 +60,8 @@ pub struct AccessLogEntry<'a> {
     pub upstream_host: &'a str,
     pub upstream_service_time_ms: Option<f64>,
     pub request_id: &'a str,
+    pub traceparent: &'a str,
+    /// The mTLS peer's URI SAN (SPIFFE id), when the client presented a certificate.
+    pub principal: Option<&'a str>,
     pub downstream_remote_address: String,
 }

@@ -64,6 +64,7 @@ async fn route(
             );
             r
         }
+        (&Method::GET, "/filters") => json(StatusCode::OK, &filters_json(shared)),
         (&Method::GET, "/listeners") => {
             let l: serde_json::Map<String, serde_json::Value> = shared
                 .listeners()
@@ -115,4 +116,55 @@ async fn route(
         },
         _ => local_response(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// `/filters`: every filter of the running snapshot with its module digest, VMs, errors and the
+/// time spent in its callbacks (host accounting).
+fn filters_json(shared: &Shared) -> serde_json::Value {
+    use weir_wasm::FailureKind;
+    let snap = shared.snapshot.load();
+    let mut names: Vec<&String> = snap.filters.keys().collect();
+    names.sort();
+    let filters: Vec<serde_json::Value> = names
+        .into_iter()
+        .map(|name| {
+            let p = &snap.filters[name];
+            let spec = p.spec();
+            let stats = p.stats();
+            let phases: serde_json::Map<String, serde_json::Value> = stats
+                .phases()
+                .into_iter()
+                .map(|(ph, calls, secs)| {
+                    (
+                        ph.to_string(),
+                        serde_json::json!({
+                            "calls": calls,
+                            "seconds": secs,
+                            "us_per_call": secs * 1e6 / calls.max(1) as f64,
+                        }),
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "name": name,
+                "module_sha256": p.module().sha256_hex(),
+                "abi": format!("{:?}", p.module().abi()),
+                "vm_id": spec.vm_id,
+                "root_id": spec.root_id,
+                "on_error": format!("{:?}", spec.failure),
+                "vms": shared.workers.len(),
+                "memory_limit_bytes": spec.memory_limit_bytes,
+                "callback_deadline_ms": spec.callback_deadline.as_secs_f64() * 1e3,
+                "errors": {
+                    "trap": stats.errors(FailureKind::Trap),
+                    "timeout": stats.errors(FailureKind::Timeout),
+                    "oom": stats.errors(FailureKind::Oom),
+                    "config": stats.errors(FailureKind::Config),
+                },
+                "seconds_total": stats.total_seconds(),
+                "phases": phases,
+            })
+        })
+        .collect();
+    serde_json::json!({ "version": snap.version, "filters": filters })
 }

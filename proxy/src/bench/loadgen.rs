@@ -25,6 +25,8 @@ pub struct LoadOptions {
     pub http2: bool,
     /// Print a progress bar on stderr.
     pub progress: bool,
+    /// Extra request headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// What came back.
@@ -35,6 +37,8 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Latency in microseconds.
     pub latency: Histogram<u64>,
+    /// Responses by status code.
+    pub statuses: std::collections::BTreeMap<u16, u64>,
 }
 
 impl LoadResult {
@@ -73,8 +77,16 @@ async fn connect(target: SocketAddr, http2: bool) -> Result<Sender, String> {
     }
 }
 
-async fn one(sender: &mut Sender, target: SocketAddr, path: &str) -> Result<u16, String> {
+async fn one(
+    sender: &mut Sender,
+    target: SocketAddr,
+    path: &str,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+) -> Result<u16, String> {
     let mut req = http::Request::new(Empty::<Bytes>::new());
+    for (k, v) in extra {
+        req.headers_mut().insert(k.clone(), v.clone());
+    }
     *req.uri_mut() = path
         .parse()
         .map_err(|e: http::uri::InvalidUri| e.to_string())?;
@@ -114,6 +126,7 @@ async fn connection_loop(
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let (mut requests, mut errors, mut non_2xx) = (0u64, 0u64, 0u64);
+    let mut statuses = std::collections::BTreeMap::new();
     let end = start + opts.duration;
     let mut sender = None;
     let mut k: u64 = 0;
@@ -146,9 +159,10 @@ async fn connection_loop(
             }
         }
         let Some(s) = sender.as_mut() else { continue };
-        match one(s, opts.target, &opts.path).await {
+        match one(s, opts.target, &opts.path, &opts.headers).await {
             Ok(status) => {
                 requests += 1;
+                *statuses.entry(status).or_insert(0) += 1;
                 if !(200..300).contains(&status) {
                     non_2xx += 1;
                 }
@@ -168,6 +182,7 @@ async fn connection_loop(
         non_2xx,
         elapsed: opts.duration,
         latency: hist,
+        statuses,
     }
 }
 
@@ -223,12 +238,16 @@ async fn run_async(opts: LoadOptions) -> Result<LoadResult, String> {
         non_2xx: 0,
         elapsed: Duration::ZERO,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
+        statuses: Default::default(),
     };
     for t in tasks {
         let r = t.await.map_err(|e| e.to_string())?;
         total.requests += r.requests;
         total.errors += r.errors;
         total.non_2xx += r.non_2xx;
+        for (k, v) in r.statuses {
+            *total.statuses.entry(k).or_insert(0) += v;
+        }
         let _ = total.latency.add(&r.latency);
     }
     total.elapsed = start.elapsed();

@@ -28,6 +28,8 @@ pub struct RunFigures {
     pub requests: u64,
     pub errors: u64,
     pub non_2xx: u64,
+    /// Responses by status code.
+    pub statuses: std::collections::BTreeMap<u16, u64>,
     pub rps: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -35,6 +37,19 @@ pub struct RunFigures {
     pub p999_ms: f64,
     pub cpu_us_per_request: f64,
     pub peak_rss_bytes: u64,
+    /// Time spent in each filter's callbacks per request (the host's own accounting).
+    pub filter_us_per_request: Vec<(String, f64)>,
+}
+
+fn filter_seconds(proxy: &Proxy) -> Vec<(String, f64)> {
+    let snap = proxy.shared.snapshot.load();
+    let mut v: Vec<(String, f64)> = snap
+        .filters
+        .iter()
+        .map(|(n, p)| (n.clone(), p.stats().total_seconds()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 /// The default bench config: one listener, one route, the built-in filters found in
@@ -89,6 +104,11 @@ pub fn default_config(filters_dir: &Path) -> Config {
     cfg
 }
 
+/// Headers every bench request carries: the API key the default chain's `auth` filter accepts.
+fn bench_headers() -> Vec<(http::HeaderName, http::HeaderValue)> {
+    vec![(http::HeaderName::from_static("x-api-key"), http::HeaderValue::from_static("bench-key"))]
+}
+
 fn strip_filters(cfg: &Config) -> Config {
     let mut c = cfg.clone();
     c.filters.clear();
@@ -132,12 +152,14 @@ async fn measure(
         rate: None,
         http2: opts.http2,
         progress: false,
+        headers: bench_headers(),
     };
     let _ = tokio::task::spawn_blocking(move || loadgen::run(warm)).await;
     if !opts.json {
         eprintln!("{label}:");
     }
     let cpu0 = cpu::threads_cpu("weir-worker");
+    let f0 = filter_seconds(&proxy);
     let load = loadgen::LoadOptions {
         target,
         path: opts.path.clone(),
@@ -146,17 +168,25 @@ async fn measure(
         rate: opts.rate,
         http2: opts.http2,
         progress: !opts.json,
+        headers: bench_headers(),
     };
     let res = tokio::task::spawn_blocking(move || loadgen::run(load))
         .await
         .map_err(|e| e.to_string())??;
     let cpu = cpu::threads_cpu("weir-worker").saturating_sub(cpu0);
+    let n = res.requests.max(1) as f64;
+    let filter_us_per_request = filter_seconds(&proxy)
+        .into_iter()
+        .zip(f0)
+        .map(|((name, after), (_, before))| (name, (after - before) * 1e6 / n))
+        .collect();
     proxy.shutdown().await;
     Ok(RunFigures {
         label: label.into(),
         requests: res.requests,
         errors: res.errors,
         non_2xx: res.non_2xx,
+        statuses: res.statuses.clone(),
         rps: res.rps(),
         p50_ms: res.ms(0.5),
         p90_ms: res.ms(0.9),
@@ -164,6 +194,7 @@ async fn measure(
         p999_ms: res.ms(0.999),
         cpu_us_per_request: cpu.as_secs_f64() * 1e6 / res.requests.max(1) as f64,
         peak_rss_bytes: cpu::peak_rss(),
+        filter_us_per_request,
     })
 }
 
@@ -256,6 +287,20 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
             r.errors,
             r.non_2xx
         );
+    }
+    for r in [&with, &without] {
+        if r.non_2xx > 0 {
+            println!("{}: responses by status {:?}", r.label, r.statuses);
+        }
+    }
+    if !with.filter_us_per_request.is_empty() {
+        println!("\nper filter (time inside its callbacks per request, host accounting):\n| filter | µs/request |\n|---|---|");
+        let mut sum = 0.0;
+        for (name, us) in &with.filter_us_per_request {
+            sum += us;
+            println!("| {name} | {us:.2} |");
+        }
+        println!("| all filters | {sum:.2} |\n");
     }
     println!(
         "chain cost: {:+.1} µs CPU per request ({:.2}× the plain proxy); peak RSS {:.1} MiB",

@@ -190,8 +190,13 @@ impl ClusterState {
         }
     }
 
-    /// Whether every endpoint is currently unavailable (answers UH rather than UF).
-    pub fn none_available(&self, now: Instant) -> bool {
-        (0..self.endpoints.len()).all(|ep| !self.available(ep, now))
+    /// Whether active health checking finds no endpoint healthy (the request gets 503 UH).
+    /// Outlier ejection never empties a cluster (`max_ejection_percent`), and when every
+    /// remaining endpoint is ejected the balancer falls back to all of them (Envoy's panic mode).
+    pub fn none_healthy(&self) -> bool {
+        match &self.health {
+            Some(h) => (0..self.endpoints.len()).all(|ep| !h.is_healthy(ep)),
+            None => false,
+        }
     }
 }

@@ -400,7 +400,7 @@ impl Default for FilterLimits {
     fn default() -> Self {
         FilterLimits {
             memory: ByteSize(64 * 1024 * 1024),
-            callback_deadline: Dur::from_millis(20),
+            callback_deadline: Dur::from_millis(100),
             max_body_bytes: ByteSize(1024 * 1024),
         }
     }

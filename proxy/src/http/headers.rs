@@ -71,6 +71,43 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> String {
     id
 }
 
+/// W3C trace context: keeps the caller's trace id (or starts a trace) and sets a new span id for
+/// the upstream hop, so the upstream's parent is this proxy. Returns the `traceparent` sent.
+/// `tracestate`, `b3` and `x-b3-*` headers pass through untouched.
+pub fn propagate_traceparent(headers: &mut HeaderMap) -> String {
+    let span: [u8; 8] = rand::random();
+    let incoming = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent);
+    let value = match incoming {
+        Some((trace, flags)) => format!("00-{trace}-{}-{flags}", hex::encode(span)),
+        None => {
+            let trace: [u8; 16] = rand::random();
+            format!("00-{}-{}-01", hex::encode(trace), hex::encode(span))
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert("traceparent", v);
+    }
+    value
+}
+
+/// `(trace id, flags)` of a valid version-00 `traceparent`.
+fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
+    let mut parts = v.trim().split('-');
+    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex_ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let valid = version == "00"
+        && parts.next().is_none()
+        && hex_ok(trace, 32)
+        && hex_ok(parent, 16)
+        && hex_ok(flags, 2)
+        && trace != "00000000000000000000000000000000"
+        && parent != "0000000000000000";
+    valid.then_some((trace, flags))
+}
+
 /// A random RFC 4122 version 4 UUID.
 pub fn new_uuid() -> String {
     let mut b: [u8; 16] = rand::random();
@@ -114,6 +151,20 @@ mod tests {
         set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn traceparent_created_or_continued() {
+        let mut h = HeaderMap::new();
+        let made = propagate_traceparent(&mut h);
+        assert_eq!(made.len(), 55);
+        let trace = &made[3..35];
+        let again = propagate_traceparent(&mut h);
+        assert_eq!(&again[3..35], trace, "same trace");
+        assert_ne!(&again[36..52], &made[36..52], "new span");
+        let mut bad = HeaderMap::new();
+        bad.insert("traceparent", HeaderValue::from_static("garbage"));
+        assert_ne!(propagate_traceparent(&mut bad), "garbage");
     }
 
     #[test]

@@ -137,6 +137,8 @@ struct Finish {
     upstream_host: String,
     upstream_service_time: Option<Duration>,
     request_id: String,
+    traceparent: String,
+    principal: Option<String>,
     peer: SocketAddr,
 }
 
@@ -169,6 +171,8 @@ impl Finish {
                 upstream_host: &self.upstream_host,
                 upstream_service_time_ms: self.upstream_service_time.map(|d| d.as_secs_f64() * 1e3),
                 request_id: &self.request_id,
+                traceparent: &self.traceparent,
+                principal: self.principal.as_deref(),
                 downstream_remote_address: self.peer.to_string(),
             });
         }
@@ -267,6 +271,12 @@ pub async fn handle(
         .unwrap_or("")
         .to_string();
     let request_id = headers::ensure_request_id(&mut parts.headers);
+    let traceparent = headers::propagate_traceparent(&mut parts.headers);
+    let principal = conn
+        .tls
+        .as_ref()
+        .and_then(|t| t.peer.as_ref())
+        .and_then(|p| p.uri_sans.first().cloned());
     let bytes_received = Arc::new(AtomicU64::new(0));
     let mut fin = Finish {
         stats: listener.no_route.clone(),
@@ -290,6 +300,8 @@ pub async fn handle(
         upstream_host: String::new(),
         upstream_service_time: None,
         request_id,
+        traceparent,
+        principal,
         peer: conn.peer,
     };
 
@@ -473,7 +485,7 @@ pub async fn handle(
                 }
             }
         }
-        Err((mut e, ep)) => {
+        Err((mut e, ep, retried)) => {
             if exceeded.load(Ordering::Relaxed) {
                 e = ProxyError::BodyTooLarge;
             }
@@ -496,7 +508,12 @@ pub async fn handle(
                 fin.upstream_host = cluster.endpoints[ep].address.clone();
             }
             tracing::debug!(error = %e, route = %route.name, cluster = %cluster.name, "local response");
-            fin.flags = e.flag();
+            fin.flags = match (e.flag(), retried) {
+                ("UF", true) => "UF,URX",
+                ("UC", true) => "UC,URX",
+                ("UT", true) => "UT,URX",
+                (f, _) => f,
+            };
             Ok(observe(e.to_response(), fin))
         }
     }
@@ -514,7 +531,7 @@ async fn forward(
     body: ProxyBody,
     body_empty: bool,
     start: Instant,
-) -> Result<(Response<Incoming>, (usize, bool)), (ProxyError, Option<usize>)> {
+) -> Result<(Response<Incoming>, (usize, bool)), (ProxyError, Option<usize>, bool)> {
     let client = worker.pools.client(cluster);
     let deadline = route.timeout.map(|t| start + t);
     let retry = route.retry.clone().unwrap_or_default();
@@ -536,17 +553,20 @@ async fn forward(
     let mut last_ep = None;
     loop {
         let now = Instant::now();
+        if cluster.none_healthy() {
+            return Err((ProxyError::NoHealthyUpstream, last_ep, tries > 0));
+        }
         let ctx = PickContext {
             headers: headers.as_ref().expect("headers kept until last try"),
             source_ip: Some(conn.peer.ip()),
         };
         let Some(ep) = cluster.balancer.pick(&ctx, &|i| cluster.available(i, now)) else {
-            return Err((ProxyError::NoHealthyUpstream, last_ep));
+            return Err((ProxyError::NoHealthyUpstream, last_ep, tries > 0));
         };
         last_ep = Some(ep);
         let endpoint = &cluster.endpoints[ep];
         if cluster.active.load(Ordering::Relaxed) >= max_requests {
-            return Err((ProxyError::Overflow, last_ep));
+            return Err((ProxyError::Overflow, last_ep, tries > 0));
         }
         let last_try = tries >= retries;
         let hdrs = if last_try {
@@ -559,7 +579,7 @@ async fn forward(
             .authority(endpoint.authority.clone())
             .path_and_query(path.clone())
             .build()
-            .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep))?;
+            .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep, tries > 0))?;
         let mut req = Request::new(body.take().unwrap_or_else(empty_body));
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
@@ -628,7 +648,7 @@ async fn forward(
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        return Err((err, last_ep));
+        return Err((err, last_ep, tries > 0));
     }
 }
 

@@ -39,7 +39,9 @@ pub fn builder(limits: &ListenerLimits) -> auto::Builder<LocalExec> {
 }
 
 /// Serves one connection until it closes or, after `shutdown` fires, until its in-flight
-/// requests are done.
+/// requests are done. A connection on which no byte moved for the listener's `idle_timeout` is
+/// closed gracefully (a request still in flight finishes first).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<IO>(
     io: IO,
     http2_only: Option<bool>,
@@ -47,6 +49,7 @@ pub async fn serve<IO>(
     worker: Rc<Worker>,
     conn: Rc<ConnInfo>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    activity: crate::listener::conn_stream::Activity,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
@@ -59,9 +62,28 @@ pub async fn serve<IO>(
     let svc = hyper::service::service_fn(move |req| handle(worker.clone(), conn.clone(), req));
     let fut = b.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(fut);
-    let res = tokio::select! {
-        r = fut.as_mut() => r,
-        _ = shutdown.wait_for(|s| *s) => {
+    let idle = limits.idle_timeout.get();
+    let idle_check = async {
+        loop {
+            let since = activity.get().elapsed();
+            if since >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - since).await;
+        }
+    };
+    enum First<R> {
+        Done(R),
+        Stop,
+    }
+    let first = tokio::select! {
+        r = fut.as_mut() => First::Done(r),
+        _ = shutdown.wait_for(|s| *s) => First::Stop,
+        _ = idle_check => First::Stop,
+    };
+    let res = match first {
+        First::Done(r) => r,
+        First::Stop => {
             fut.as_mut().graceful_shutdown();
             fut.await
         }

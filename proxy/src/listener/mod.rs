@@ -3,7 +3,10 @@
 //! connection, and every request on it, stays on the worker that accepted it. Shutdown stops the
 //! accept loops, lets in-flight requests finish (up to the drain timeout), then the thread ends.
 
+pub mod conn_stream;
+
 use crate::http::proxy::{ConnInfo, TlsInfo, Worker};
+use conn_stream::ConnStream;
 use crate::shared::Shared;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -311,6 +314,7 @@ async fn serve_tcp(
     let local = tcp.local_addr().unwrap_or(peer);
     let id = worker.shared.next_connection_id();
     let limits = ls.config.limits.clone();
+    let (tcp, activity) = ConnStream::new(tcp);
     match &ls.tls {
         None => {
             let conn = Rc::new(ConnInfo {
@@ -320,7 +324,7 @@ async fn serve_tcp(
                 local,
                 tls: None,
             });
-            crate::http::server::serve(tcp, None, &limits, worker, conn, shutdown).await;
+            crate::http::server::serve(tcp, None, &limits, worker, conn, shutdown, activity).await;
         }
         Some(cfg) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
@@ -359,7 +363,7 @@ async fn serve_tcp(
                 local,
                 tls: Some(info),
             });
-            crate::http::server::serve(stream, h2, &limits, worker, conn, shutdown).await;
+            crate::http::server::serve(stream, h2, &limits, worker, conn, shutdown, activity).await;
         }
     }
 }

@@ -101,6 +101,11 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Sum of the observations.
+    pub fn sum(&self) -> f64 {
+        f64::from_bits(self.sum.load(Ordering::Relaxed))
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0u64;
@@ -177,6 +182,7 @@ pub enum Phase {
 impl Phase {
     const COUNT: usize = 16;
 
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Start => "start",
@@ -198,7 +204,8 @@ impl Phase {
         }
     }
 
-    const ALL: [Phase; Phase::COUNT] = [
+    /// Every phase, in label order.
+    pub const ALL: [Phase; Phase::COUNT] = [
         Phase::Start,
         Phase::Configure,
         Phase::ContextCreate,
@@ -253,6 +260,27 @@ impl FilterStats {
     /// Number of timed callbacks of `phase`.
     pub fn calls(&self, phase: Phase) -> u64 {
         self.durations[phase as usize].count()
+    }
+
+    /// Seconds spent in callbacks of `phase`.
+    pub fn seconds(&self, phase: Phase) -> f64 {
+        self.durations[phase as usize].sum()
+    }
+
+    /// Every phase that ran so far: `(phase name, calls, seconds)`.
+    pub fn phases(&self) -> Vec<(&'static str, u64, f64)> {
+        Phase::ALL
+            .iter()
+            .filter_map(|p| {
+                let h = &self.durations[*p as usize];
+                (h.count() > 0).then(|| (p.as_str(), h.count(), h.sum()))
+            })
+            .collect()
+    }
+
+    /// Total seconds spent in this filter's callbacks.
+    pub fn total_seconds(&self) -> f64 {
+        self.durations.iter().map(Histogram::sum).sum()
     }
 }
 
