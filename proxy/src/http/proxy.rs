@@ -52,6 +52,11 @@ impl Worker {
 
     /// Prepares (instantiates) the filters of `snap` on this worker.
     pub fn prepare(&self, snap: &crate::snapshot::Snapshot) -> Result<(), Vec<String>> {
+        // Versions older than the published one take no new request: let them go now (their
+        // VMs end when their in-flight requests do), or a worker that serves no request between
+        // swaps would keep every version's VMs.
+        let published = self.shared.snapshot.load().version;
+        self.filters.borrow_mut().retain(|&v, _| v >= published);
         let f = WorkerFilters::prepare(snap, self.services.clone())?;
         // Start each VM's local tasks now (tick timers, queue notifications), as Envoy does
         // when it creates a VM: a worker that has not served a request yet still ticks.

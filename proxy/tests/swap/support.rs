@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -521,9 +521,12 @@ pub fn node_status(status: &Value, node: &str) -> Option<Value> {
 // === upstream ===
 
 /// An HTTP/1.1 + h2c server on 127.0.0.1:0 that answers every request with 200, header
-/// `x-upstream: NAME` and body `NAME PATH`.
+/// `x-upstream: NAME` and body `NAME PATH`. Requests to `/hold` wait for [`Upstream::release`]
+/// (counted in [`Upstream::held`] meanwhile).
 pub struct Upstream {
     pub addr: SocketAddr,
+    held: Arc<AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -533,18 +536,28 @@ impl Upstream {
             .await
             .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
+        let held = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let counter = held.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
+                let (counter, released) = (counter.clone(), released.clone());
                 tokio::spawn(async move {
                     let svc =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                             let path = req.uri().path().to_string();
+                            let (counter, mut released) = (counter.clone(), released.clone());
                             async move {
                                 let _ = req.into_body().collect().await;
+                                if path == "/hold" {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                    let _ = released.wait_for(|r| *r).await;
+                                    counter.fetch_sub(1, Ordering::SeqCst);
+                                }
                                 let mut resp = http::Response::new(Full::new(Bytes::from(
                                     format!("{name} {path}"),
                                 )));
@@ -559,7 +572,22 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, task }
+        Upstream {
+            addr,
+            held,
+            release,
+            task,
+        }
+    }
+
+    /// Requests waiting in `/hold`.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Answers every held request (and every later `/hold` at once).
+    pub fn release(&self) {
+        let _ = self.release.send(true);
     }
 }
 
