@@ -106,7 +106,10 @@ pub fn default_config(filters_dir: &Path) -> Config {
 
 /// Headers every bench request carries: the API key the default chain's `auth` filter accepts.
 fn bench_headers() -> Vec<(http::HeaderName, http::HeaderValue)> {
-    vec![(http::HeaderName::from_static("x-api-key"), http::HeaderValue::from_static("bench-key"))]
+    vec![(
+        http::HeaderName::from_static("x-api-key"),
+        http::HeaderValue::from_static("bench-key"),
+    )]
 }
 
 fn strip_filters(cfg: &Config) -> Config {

@@ -96,8 +96,13 @@ pub fn propagate_traceparent(headers: &mut HeaderMap) -> String {
 /// `(trace id, flags)` of a valid version-00 `traceparent`.
 fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
     let mut parts = v.trim().split('-');
-    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex_ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex_ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
     let valid = version == "00"
         && parts.next().is_none()
         && hex_ok(trace, 32)

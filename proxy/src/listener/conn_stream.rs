@@ -1,14 +1,14 @@
-//! The downstream socket as the HTTP server sees it: it records activity (for the listener's
-//! `idle_timeout`) and closes *lingering*: on shutdown it sends FIN, then reads and discards
-//! what the client still sends (up to [`LINGER`]) before the socket is dropped. Closing a socket
-//! with unread bytes makes the kernel send RST and throw away response bytes not yet sent —
-//! which would turn a graceful drain into resets for the client.
+//! The downstream socket as the HTTP server sees it. It records activity (for the listener's
+//! `idle_timeout`) and stays reachable after the server is done with it, so the connection can
+//! be closed *lingering* ([`linger`]): send FIN, then read and discard what the client still
+//! sends (up to [`LINGER`]) before the socket is dropped. Closing a socket with unread bytes
+//! makes the kernel send RST and throw away response bytes not yet delivered — which would turn
+//! a graceful drain into resets for the client.
 
-use std::cell::Cell;
-use std::future::Future;
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -19,23 +19,37 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// Last time bytes moved on a connection.
 pub type Activity = Rc<Cell<Instant>>;
 
+/// The socket, shared between the HTTP server and the closing code.
+pub type SharedTcp = Rc<RefCell<TcpStream>>;
+
 pub struct ConnStream {
-    inner: TcpStream,
+    inner: SharedTcp,
     activity: Activity,
-    lingering: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ConnStream {
-    pub fn new(inner: TcpStream) -> (ConnStream, Activity) {
+    pub fn new(tcp: TcpStream) -> (ConnStream, Activity, SharedTcp) {
         let activity = Rc::new(Cell::new(Instant::now()));
-        (ConnStream { inner, activity: activity.clone(), lingering: None }, activity)
+        let inner = Rc::new(RefCell::new(tcp));
+        (
+            ConnStream {
+                inner: inner.clone(),
+                activity: activity.clone(),
+            },
+            activity,
+            inner,
+        )
     }
 }
 
 impl AsyncRead for ConnStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = Pin::new(&mut *self.inner.borrow_mut()).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.set(Instant::now());
         }
@@ -44,8 +58,12 @@ impl AsyncRead for ConnStream {
 }
 
 impl AsyncWrite for ConnStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut *self.inner.borrow_mut()).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.set(Instant::now());
         }
@@ -53,11 +71,11 @@ impl AsyncWrite for ConnStream {
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let r = Pin::new(&mut *self.inner.borrow_mut()).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.set(Instant::now());
         }
@@ -65,35 +83,38 @@ impl AsyncWrite for ConnStream {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.borrow().is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.inner.borrow_mut()).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        if this.lingering.is_none() {
-            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
-            this.lingering = Some(Box::pin(tokio::time::sleep(LINGER)));
-        }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.inner.borrow_mut()).poll_shutdown(cx)
+    }
+}
+
+/// Closes the write side and reads until the client closes too (or [`LINGER`] passes), so the
+/// final close sends FIN, not RST. Call it once the HTTP server is done with the connection.
+pub async fn linger(tcp: SharedTcp) {
+    let shutdown = std::future::poll_fn(|cx| Pin::new(&mut *tcp.borrow_mut()).poll_shutdown(cx));
+    if shutdown.await.is_err() {
+        return;
+    }
+    let drain = async {
         let mut scratch = [0u8; 4096];
         loop {
             let mut buf = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
-                Poll::Ready(Ok(())) => continue,
-                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
-                Poll::Pending => {
-                    if let Some(t) = this.lingering.as_mut() {
-                        if t.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Ok(()));
-                        }
-                    }
-                    return Poll::Pending;
-                }
+            let r =
+                std::future::poll_fn(|cx| Pin::new(&mut *tcp.borrow_mut()).poll_read(cx, &mut buf))
+                    .await;
+            match r {
+                Ok(()) if buf.filled().is_empty() => return,
+                Ok(()) => continue,
+                Err(_) => return,
             }
         }
-    }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }

@@ -6,8 +6,8 @@
 pub mod conn_stream;
 
 use crate::http::proxy::{ConnInfo, TlsInfo, Worker};
-use conn_stream::ConnStream;
 use crate::shared::Shared;
+use conn_stream::ConnStream;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -314,7 +314,7 @@ async fn serve_tcp(
     let local = tcp.local_addr().unwrap_or(peer);
     let id = worker.shared.next_connection_id();
     let limits = ls.config.limits.clone();
-    let (tcp, activity) = ConnStream::new(tcp);
+    let (tcp, activity, socket) = ConnStream::new(tcp);
     match &ls.tls {
         None => {
             let conn = Rc::new(ConnInfo {
@@ -325,6 +325,7 @@ async fn serve_tcp(
                 tls: None,
             });
             crate::http::server::serve(tcp, None, &limits, worker, conn, shutdown, activity).await;
+            conn_stream::linger(socket).await;
         }
         Some(cfg) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
@@ -364,6 +365,7 @@ async fn serve_tcp(
                 tls: Some(info),
             });
             crate::http::server::serve(stream, h2, &limits, worker, conn, shutdown, activity).await;
+            conn_stream::linger(socket).await;
         }
     }
 }
