@@ -431,6 +431,10 @@ async fn run_managed_async(opts: RunOptions) -> i32 {
     if let Some(dir) = &opts.cache_dir {
         client = client.with_cache_dir(dir.clone());
     }
+    if let Some(b) = &running {
+        // The control plane may still send this version: ACK it without another swap.
+        client = client.with_running(b);
+    }
     let shared = proxy.shared.clone();
     let control = tokio::spawn(client.run(move |bundle: crate::control::Bundle| {
         let shared = shared.clone();
