@@ -390,6 +390,7 @@ async fn run_managed_async(opts: RunOptions) -> i32 {
         .cache_dir
         .as_deref()
         .and_then(crate::control::load_cached);
+    let mut running = None;
     let (cfg, cached_version) = match &cached {
         Some(b) => match b.load_config(Path::new(".")) {
             Ok(c) => {
@@ -397,6 +398,7 @@ async fn run_managed_async(opts: RunOptions) -> i32 {
                     version = b.version,
                     "starting on the cached control-plane bundle"
                 );
+                running = Some(b.clone());
                 (c, b.version)
             }
             Err(e) => {
