@@ -23,4 +23,5 @@ pub mod route;
 pub mod shared;
 pub mod snapshot;
 pub mod tls;
+pub mod trace;
 pub mod wasm;

@@ -90,6 +90,17 @@ pub struct RequestStats {
     pub duration: Histogram,
 }
 
+/// Spans of the OTLP exporter (`weir_trace_spans_total{result}`).
+#[derive(Debug, Default)]
+pub struct SpanCounters {
+    /// Accepted by the collector.
+    pub exported: AtomicU64,
+    /// Dropped because the export queue was full.
+    pub dropped: AtomicU64,
+    /// Lost to a failed export (collector down, non-2xx answer).
+    pub failed: AtomicU64,
+}
+
 /// Appends metric text to a scrape.
 pub type Renderer = Arc<dyn Fn(&mut String) + Send + Sync>;
 
@@ -103,6 +114,8 @@ pub struct Registry {
     pub config_version: AtomicU64,
     pub swaps_ok: AtomicU64,
     pub swaps_rejected: AtomicU64,
+    /// Span export outcomes (shared with the snapshots' tracers).
+    pub spans: Arc<SpanCounters>,
     /// Extra text appended to every scrape (e.g. filter metrics from the wasm host).
     extra: Mutex<Vec<Renderer>>,
 }
@@ -216,6 +229,13 @@ impl Registry {
             "# HELP weir_config_swaps_total Configuration swaps by result.\n# TYPE weir_config_swaps_total counter\nweir_config_swaps_total{{result=\"applied\"}} {}\nweir_config_swaps_total{{result=\"rejected\"}} {}",
             self.swaps_ok.load(Ordering::Relaxed),
             self.swaps_rejected.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP weir_trace_spans_total Spans by export result (exported, dropped: queue full, failed: collector error).\n# TYPE weir_trace_spans_total counter\nweir_trace_spans_total{{result=\"exported\"}} {}\nweir_trace_spans_total{{result=\"dropped\"}} {}\nweir_trace_spans_total{{result=\"failed\"}} {}",
+            self.spans.exported.load(Ordering::Relaxed),
+            self.spans.dropped.load(Ordering::Relaxed),
+            self.spans.failed.load(Ordering::Relaxed)
         );
         let extra = self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for f in extra {

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub clusters: HashMap<String, Arc<ClusterState>>,
     /// Compiled, prepared filters by name (VMs are made per worker from these).
     pub filters: crate::wasm::load::Prepared,
+    /// The span exporter (`tracing.otlp`), shared with the previous snapshot when unchanged.
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
     cluster_ids: HashSet<u64>,
 }
 
@@ -130,6 +132,21 @@ impl Snapshot {
                 }),
             );
         }
+        let otlp = config.tracing.as_ref().and_then(|t| t.otlp.as_ref());
+        let tracer = match (otlp, prev.and_then(|p| p.tracer.as_ref())) {
+            (None, _) => None,
+            (Some(c), Some(old)) if old.config() == c => Some(old.clone()),
+            (Some(c), _) if errors.is_empty() => {
+                match crate::trace::Tracer::start(c, metrics.spans.clone()) {
+                    Ok(t) => Some(Arc::new(t)),
+                    Err(e) => {
+                        errors.push(format!("tracing.otlp: {e}"));
+                        None
+                    }
+                }
+            }
+            (Some(_), _) => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -142,6 +159,7 @@ impl Snapshot {
             listeners,
             clusters,
             filters,
+            tracer,
             cluster_ids,
         })
     }

@@ -45,6 +45,51 @@ pub struct Config {
     /// Access log sink for every listener that does not set its own.
     #[serde(default)]
     pub access_log: Option<AccessLog>,
+    /// Span export (DESIGN.md §8); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<Tracing>,
+}
+
+/// `tracing:` — where spans go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    /// OTLP/HTTP JSON export to a collector.
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// `tracing.otlp:` — OTLP/HTTP (JSON encoding) span export.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's traces URL, `http://HOST:PORT/v1/traces`.
+    pub endpoint: String,
+    /// `service.name` resource attribute.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Spans waiting for export; more are dropped (and counted).
+    #[serde(default = "default_otlp_queue")]
+    pub queue_size: usize,
+    /// Spans per export request at most.
+    #[serde(default = "default_otlp_batch")]
+    pub batch_size: usize,
+    /// A partial batch is sent after this long.
+    #[serde(default = "default_otlp_flush")]
+    pub flush_interval: Dur,
+}
+
+fn default_service_name() -> String {
+    "weir".into()
+}
+fn default_otlp_queue() -> usize {
+    4096
+}
+fn default_otlp_batch() -> usize {
+    512
+}
+fn default_otlp_flush() -> Dur {
+    Dur(std::time::Duration::from_millis(200))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

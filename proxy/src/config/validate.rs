@@ -77,6 +77,21 @@ impl Checker<'_> {
             }
         }
 
+        if let Some(otlp) = cfg.tracing.as_ref().and_then(|t| t.otlp.as_ref()) {
+            if let Err(e) = crate::trace::otlp::Endpoint::parse(&otlp.endpoint) {
+                self.err("tracing.otlp.endpoint", e.to_string());
+            }
+            if otlp.queue_size == 0 {
+                self.err("tracing.otlp.queue_size", "must be at least 1");
+            }
+            if otlp.batch_size == 0 {
+                self.err("tracing.otlp.batch_size", "must be at least 1");
+            }
+            if otlp.flush_interval.is_zero() {
+                self.err("tracing.otlp.flush_interval", "must be more than 0");
+            }
+        }
+
         let clusters: HashSet<&str> = cfg.clusters.iter().map(|c| c.name.as_str()).collect();
         let filters: HashSet<&str> = cfg.filters.iter().map(|f| f.name.as_str()).collect();
         let refs = Refs {

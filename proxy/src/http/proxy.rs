@@ -145,6 +145,71 @@ struct Finish {
     traceparent: String,
     principal: Option<String>,
     peer: SocketAddr,
+    /// Set when spans are exported (`tracing.otlp`).
+    trace: Option<TraceHook>,
+}
+
+/// What the request's spans need besides the access-log facts.
+struct TraceHook {
+    tracer: Arc<crate::trace::Tracer>,
+    /// The caller's span (the incoming `traceparent`), parent of this request's span.
+    parent: Option<[u8; 8]>,
+    /// Filled by the filter chain's stream: one child span per filter callback.
+    timings: weir_wasm::stream::TimingSink,
+}
+
+impl TraceHook {
+    /// The SERVER span (id = the span id sent upstream) and one child per filter callback.
+    fn spans(&self, fin: &Finish, flags: &str, elapsed: Duration) -> Vec<crate::trace::SpanRecord> {
+        use crate::trace::{AttrValue, SpanKind, SpanRecord};
+        let Some((trace_id, span_id, _)) = crate::trace::parse_traceparent(&fin.traceparent) else {
+            return Vec::new();
+        };
+        let timings = std::mem::take(&mut *self.timings.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut spans = Vec::with_capacity(1 + timings.len());
+        let s = |v: &str| AttrValue::Str(v.to_string());
+        let name = if fin.route.is_empty() {
+            fin.method.clone()
+        } else {
+            format!("{} {}", fin.method, fin.route)
+        };
+        let path = fin.path.split('?').next().unwrap_or("");
+        spans.push(SpanRecord {
+            trace_id,
+            span_id,
+            parent_span_id: self.parent,
+            name,
+            kind: SpanKind::Server,
+            start: fin.start_time,
+            end: fin.start_time + elapsed,
+            attributes: vec![
+                ("http.method", s(&fin.method)),
+                ("url.path", s(path)),
+                ("http.status_code", AttrValue::Int(fin.status.into())),
+                ("route", s(&fin.route)),
+                ("cluster", s(&fin.cluster)),
+                ("upstream", s(&fin.upstream_host)),
+                ("listener", s(&fin.listener.config.name)),
+                ("response_flags", s(flags)),
+                ("request_id", s(&fin.request_id)),
+            ],
+            error: fin.status >= 500 || fin.status == 0,
+        });
+        for t in timings {
+            spans.push(SpanRecord {
+                trace_id,
+                span_id: crate::trace::new_span_id(),
+                parent_span_id: Some(span_id),
+                name: format!("filter {} {}", t.filter, t.phase.as_str()),
+                kind: SpanKind::Internal,
+                start: t.start,
+                end: t.start + t.duration,
+                attributes: vec![("filter", s(&t.filter)), ("phase", s(t.phase.as_str()))],
+                error: false,
+            });
+        }
+        spans
+    }
 }
 
 impl Finish {
@@ -158,6 +223,9 @@ impl Finish {
         let elapsed = self.start.elapsed();
         self.stats.codes.inc(self.status);
         self.stats.duration.observe(elapsed);
+        if let Some(t) = &self.trace {
+            t.tracer.submit(t.spans(&self, flags, elapsed));
+        }
         if let Some(log) = &self.listener.access_log {
             log.write(&AccessLogEntry {
                 start_time: humantime::format_rfc3339_millis(self.start_time).to_string(),
@@ -276,6 +344,16 @@ pub async fn handle(
         .unwrap_or("")
         .to_string();
     let request_id = headers::ensure_request_id(&mut parts.headers);
+    let trace = snap.tracer.as_ref().map(|tracer| TraceHook {
+        tracer: tracer.clone(),
+        parent: parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::trace::parse_traceparent)
+            .map(|(_, span, _)| span),
+        timings: Default::default(),
+    });
     let traceparent = headers::propagate_traceparent(&mut parts.headers);
     let principal = conn
         .tls
@@ -308,6 +386,7 @@ pub async fn handle(
         traceparent,
         principal,
         peer: conn.peer,
+        trace,
     };
 
     let route = {
@@ -384,6 +463,9 @@ pub async fn handle(
             return Ok(observe(e.to_response(), fin));
         };
         let mut cs = chain.new_stream(stream_info(&conn, &fin, &route.name, &shared.node));
+        if let Some(t) = &fin.trace {
+            cs.record_timings(t.timings.clone());
+        }
         let scheme = if conn.tls.is_some() { "https" } else { "http" };
         let list =
             weir_wasm::HeaderList::from_request(&parts.method, &parts.uri, scheme, &parts.headers);

@@ -144,6 +144,7 @@ impl FilterChain {
             data,
             slots,
             finished: false,
+            timings: None,
         }
     }
 }
@@ -186,6 +187,21 @@ pub struct ChainStream {
     data: Rc<RefCell<StreamData>>,
     slots: Vec<Slot>,
     finished: bool,
+    /// Per-callback timings, kept only when asked for ([`ChainStream::record_timings`]).
+    timings: Option<TimingSink>,
+}
+
+/// Where a stream puts its [`PhaseTiming`]s (`Send`: read when the response ends, wherever).
+pub type TimingSink = std::sync::Arc<std::sync::Mutex<Vec<PhaseTiming>>>;
+
+/// One filter callback of one stream, timed (for tracing: one child span each).
+#[derive(Debug, Clone)]
+pub struct PhaseTiming {
+    /// The filter's name (from the YAML).
+    pub filter: String,
+    pub phase: Phase,
+    pub start: std::time::SystemTime,
+    pub duration: std::time::Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -229,6 +245,11 @@ impl ChainStream {
             .rev()
             .find(|(k, _)| k == path)
             .map(|(_, v)| v.clone())
+    }
+
+    /// Push a [`PhaseTiming`] of every filter callback of this stream into `sink` from now on.
+    pub fn record_timings(&mut self, sink: TimingSink) {
+        self.timings = Some(sink);
     }
 
     // === phases ===
@@ -374,7 +395,21 @@ impl ChainStream {
             }
         };
         signal.resumed.set(false);
-        match vm.call_phase(phase, ctx, gen, arg, eos) {
+        let timed = self
+            .timings
+            .is_some()
+            .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
+        let result = vm.call_phase(phase, ctx, gen, arg, eos);
+        if let (Some((start, at)), Some(t)) = (timed, self.timings.as_ref()) {
+            let timing = PhaseTiming {
+                filter: vm.name().to_string(),
+                phase,
+                start,
+                duration: at.elapsed(),
+            };
+            t.lock().unwrap_or_else(|e| e.into_inner()).push(timing);
+        }
+        match result {
             Err(CallError::Unavailable) | Err(CallError::Failed(_)) => Ok((self.on_failure(i), 0)),
             Ok(action) => {
                 if let Some(flow) = self.terminal() {

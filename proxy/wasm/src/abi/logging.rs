@@ -10,19 +10,24 @@ use wasmtime::{format_err, Result};
 use super::{read, status, write_u32, Ctx};
 use crate::state::{ConfigPhase, HostState};
 
-fn emit(filter: &str, level: i32, msg: &str) {
+fn emit(filter: &str, request_id: Option<&str>, level: i32, msg: &str) {
+    let request_id = request_id.unwrap_or("");
     match level {
-        0 => tracing::trace!(target: "weir::filter", filter, "{msg}"),
-        1 => tracing::debug!(target: "weir::filter", filter, "{msg}"),
-        2 => tracing::info!(target: "weir::filter", filter, "{msg}"),
-        3 => tracing::warn!(target: "weir::filter", filter, "{msg}"),
-        _ => tracing::error!(target: "weir::filter", filter, "{msg}"),
+        0 => tracing::trace!(target: "weir::filter", filter, request_id, "{msg}"),
+        1 => tracing::debug!(target: "weir::filter", filter, request_id, "{msg}"),
+        2 => tracing::info!(target: "weir::filter", filter, request_id, "{msg}"),
+        3 => tracing::warn!(target: "weir::filter", filter, request_id, "{msg}"),
+        _ => tracing::error!(target: "weir::filter", filter, request_id, "{msg}"),
     }
 }
 
 /// Log a message at a proxy-wasm level (0 trace .. 5 critical) on behalf of the VM's filter.
+/// Lines logged under an HTTP context carry the stream's request id (`x-request-id`).
 pub(crate) fn log(state: &HostState, level: i32, msg: &str) {
-    emit(state.plugin_name(), level, msg);
+    let stream = state.current_http().map(|h| h.stream.clone());
+    let info = stream.as_ref().and_then(|s| s.try_borrow().ok());
+    let request_id = info.as_ref().and_then(|d| d.info.request_id.as_deref());
+    emit(state.plugin_name(), request_id, level, msg);
 }
 
 /// The proxy-wasm level matching the host's current `tracing` max level.
