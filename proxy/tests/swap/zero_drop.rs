@@ -128,7 +128,7 @@ pub enum Driver {
     /// `weir-control push`, then poll `weir-control`'s status until the node ACKed it.
     Control {
         weir: Weir,
-        control: Control,
+        control: Box<Control>,
         node: String,
         file: PathBuf,
     },
@@ -136,7 +136,8 @@ pub enum Driver {
 
 /// A proxy serving the v1 config (swap number 0) and a way to swap it.
 pub struct Setup {
-    pub dir: TempDir,
+    /// Holds the config, logs and the control plane's directory.
+    pub _dir: TempDir,
     pub blue: Upstream,
     pub green: Upstream,
     pub module: String,
@@ -158,7 +159,7 @@ impl Setup {
         let weir = Weir::standalone(&file, workers, false, &dir.join("weir.log")).await;
         let edge = weir.listeners["edge"];
         Setup {
-            dir,
+            _dir: dir,
             blue,
             green,
             module,
@@ -187,14 +188,14 @@ impl Setup {
         control.wait_acked(&node, v).await;
         let edge = weir.wait_listener("edge").await;
         Setup {
-            dir,
+            _dir: dir,
             blue,
             green,
             module,
             edge,
             driver: Driver::Control {
                 weir,
-                control,
+                control: Box::new(control),
                 node,
                 file,
             },
@@ -336,6 +337,12 @@ pub fn check(samples: &[Sample], records: &[SwapRecord], label: &str) -> String 
         }
         *served_by.entry(gen).or_default() += 1;
     }
+    let conns: std::collections::BTreeSet<usize> = samples.iter().map(|s| s.conn).collect();
+    assert_eq!(
+        conns.len(),
+        CONNECTIONS,
+        "{label}: every connection sent requests"
+    );
     let summary = format!(
         "{label}: {} requests on {CONNECTIONS} connections, 0 failed, {} swaps, {} of {} \
          snapshots seen serving, {strict} requests entirely between two swaps",
