@@ -177,6 +177,12 @@ pub fn weir_control_bin() -> &'static Path {
                 target_dir.pop();
             }
         }
+        // Fresh already (`cargo test --workspace` built it after the last source change): use
+        // it as it is; rebuilding with `-p weir-control` alone would unify features differently
+        // and recompile part of the graph.
+        if is_fresh(&bin) {
+            return bin;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
         cmd.args(["build", "-p", "weir-control", "--bin", "weir-control"])
@@ -210,6 +216,39 @@ pub fn weir_control_bin() -> &'static Path {
         assert!(bin.exists(), "{} was not built", bin.display());
         bin
     })
+}
+
+/// Whether `bin` exists and is newer than every source it is built from (the control plane,
+/// the proxy library, the wasm host, the manifests).
+fn is_fresh(bin: &Path) -> bool {
+    fn newest(p: &Path) -> Option<std::time::SystemTime> {
+        let meta = std::fs::metadata(p).ok()?;
+        if !meta.is_dir() {
+            return meta.modified().ok();
+        }
+        std::fs::read_dir(p)
+            .ok()?
+            .flatten()
+            .filter_map(|e| newest(&e.path()))
+            .max()
+    }
+    let Some(built) = std::fs::metadata(bin).and_then(|m| m.modified()).ok() else {
+        return false;
+    };
+    let root = repo();
+    [
+        "control/src",
+        "control/Cargo.toml",
+        "proxy/src",
+        "proxy/Cargo.toml",
+        "proxy/wasm/src",
+        "proxy/wasm/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ]
+    .iter()
+    .filter_map(|p| newest(&root.join(p)))
+    .all(|t| t <= built)
 }
 
 /// Starts `cmd` (stdout piped, stderr to `log`) and waits for its `{"event":"ready",...}` line.
