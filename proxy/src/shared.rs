@@ -28,6 +28,9 @@ pub enum WorkerCmd {
     },
     /// Drop what `Prepare` built for a version that will not be published.
     Discard { version: u64 },
+    /// This version is now the running one: let older versions' VMs go (each ends when its last
+    /// in-flight request does).
+    Published { version: u64 },
     /// Start accepting on a listener socket bound for this worker.
     AddListener {
         name: Arc<str>,
@@ -167,6 +170,9 @@ impl Shared {
             for (l, (_, actual)) in to_add.iter().zip(&bound.addresses) {
                 map.insert(l.name.clone(), (l.address.clone(), *actual));
             }
+        }
+        for tx in &self.worker_tx {
+            let _ = tx.send(WorkerCmd::Published { version });
         }
         for (tx, sockets) in self.worker_tx.iter().zip(bound.per_worker) {
             for (name, socket) in sockets {

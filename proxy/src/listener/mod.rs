@@ -135,10 +135,11 @@ pub fn spawn_worker(
 /// The accept loops of one worker, by listener name; each can be stopped on its own (a swap
 /// that removes or moves a listener) or all at once (shutdown).
 struct AcceptLoops {
-    loops: std::cell::RefCell<
-        std::collections::HashMap<Arc<str>, (tokio::task::JoinHandle<()>, watch::Sender<bool>)>,
-    >,
+    loops: std::cell::RefCell<std::collections::HashMap<Arc<str>, AcceptLoop>>,
 }
+
+/// A running accept loop and the switch that stops it.
+type AcceptLoop = (tokio::task::JoinHandle<()>, watch::Sender<bool>);
 
 impl AcceptLoops {
     fn start(
@@ -217,6 +218,9 @@ async fn run_worker(
                         let _ = reply.send(worker.prepare(&snapshot));
                     }
                     WorkerCmd::Discard { version } => worker.discard(version),
+                    WorkerCmd::Published { version } => {
+                        let _ = worker.filters_for(version);
+                    }
                     WorkerCmd::AddListener { name, socket } => {
                         if let Err(e) =
                             loops.start(name.clone(), socket, &worker, &tracker, &shutdown)
