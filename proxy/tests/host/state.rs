@@ -38,6 +38,10 @@ async fn shared_data_cas_is_exact_across_workers() {
     let mut c = Client::h1(addr).await;
     let r = act(&mut c, "/x", "get", &[("x-key", "counter")]).await;
     assert_eq!(r.text(), (CONNS * PER_CONN).to_string());
+    // One VM per (filter, worker), made at startup, none per request: each VM took one number
+    // from `vm-seq` in its proxy_on_configure.
+    let r = act(&mut c, "/x", "get", &[("x-key", "vm-seq")]).await;
+    assert_eq!(r.text(), "4");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

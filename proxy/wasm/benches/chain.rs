@@ -1,0 +1,161 @@
+//! Per-request overhead of running a stream through a filter chain (issue 3, point 11):
+//! request headers + response headers + finish (`proxy_on_context_create`, the two header
+//! callbacks, `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` per filter), on one worker-like
+//! thread (current-thread tokio + `LocalSet`), with
+//!
+//! - `no_filter`: an empty chain (the harness loop: header lists, stream state);
+//! - `empty_filter`: one WAT filter whose callbacks just continue;
+//! - `add_header`: one WAT filter adding a request header;
+//! - `chain_of_4`: four add-header filters (four VMs).
+//!
+//! Run: `cargo bench -p weir-wasm --bench chain`. The VMs are built once before measuring; the
+//! bench checks at the end that no VM was instantiated per request (each module counts its
+//! `proxy_on_vm_start` calls in a filter metric).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use weir_wasm::{
+    FilterChain, Flow, HeaderList, NoServices, PluginSpec, PluginVm, StreamInfo, WasmHost,
+};
+
+/// A filter: continue everywhere; optionally add `x-bench: 1` to the request headers. Its
+/// `proxy_on_vm_start` increments the counter `bench_vm_starts`.
+fn wat(add_header: bool) -> String {
+    let body = if add_header {
+        "(drop (call $add (i32.const 0) (i32.const 1024) (i32.const 7) (i32.const 1040) (i32.const 1)))"
+    } else {
+        ""
+    };
+    format!(
+        r#"(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_define_metric" (func $def (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $inc (param i32 i64) (result i32)))
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 8192))
+  (data (i32.const 1024) "x-bench")
+  (data (i32.const 1040) "1")
+  (data (i32.const 1056) "bench_vm_starts")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $bump))
+    (global.set $bump (i32.add (local.get $p) (i32.add (local.get $n) (i32.const 8))))
+    (local.get $p))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+    (drop (call $def (i32.const 0) (i32.const 1056) (i32.const 15) (i32.const 2048)))
+    (drop (call $inc (i32.load (i32.const 2048)) (i64.const 1)))
+    (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    {body}
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_delete") (param i32))
+)"#
+    )
+}
+
+fn chain(host: &WasmHost, add_header: bool, n: usize) -> FilterChain {
+    let bytes = wat::parse_str(wat(add_header)).expect("valid WAT");
+    let module = host.compile(&bytes).expect("compiles");
+    let vms = (0..n)
+        .map(|i| {
+            let plugin = host.prepare(PluginSpec::new(format!("f{i}")), module.clone());
+            let vm = PluginVm::new(&plugin, Rc::new(NoServices)).expect("vm");
+            vm.activate();
+            vm
+        })
+        .collect();
+    FilterChain::new(vms)
+}
+
+fn request() -> HeaderList {
+    HeaderList::from_pairs([
+        (":method", "GET"),
+        (":path", "/bench"),
+        (":authority", "example.com"),
+        (":scheme", "http"),
+        ("user-agent", "criterion"),
+        ("accept", "*/*"),
+    ])
+}
+
+fn response() -> HeaderList {
+    HeaderList::from_pairs([(":status", "200"), ("content-length", "0")])
+}
+
+/// One request through `chain`.
+async fn one(chain: &FilterChain) {
+    let mut s = chain.new_stream(StreamInfo::default());
+    let flow = s.on_request_headers(request(), true).await;
+    debug_assert_eq!(flow, Flow::Continue);
+    let flow = s.on_response_headers(response(), true).await;
+    debug_assert_eq!(flow, Flow::Continue);
+    s.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let host = WasmHost::new().expect("host");
+    let (none, empty, add, four) = local.block_on(&rt, async {
+        (
+            FilterChain::new(Vec::new()),
+            chain(&host, false, 1),
+            chain(&host, true, 1),
+            chain(&host, true, 4),
+        )
+    });
+    let vms_built = host
+        .metrics()
+        .by_name("bench_vm_starts")
+        .expect("metric")
+        .value();
+    assert_eq!(vms_built, 6);
+
+    let mut g = c.benchmark_group("chain");
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_millis(500));
+    for (name, ch) in [
+        ("no_filter", &none),
+        ("empty_filter", &empty),
+        ("add_header", &add),
+        ("chain_of_4", &four),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                local.block_on(&rt, async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        one(ch).await;
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+
+    // No VM per request: still the six built above.
+    let after = host
+        .metrics()
+        .by_name("bench_vm_starts")
+        .expect("metric")
+        .value();
+    assert_eq!(
+        after, vms_built,
+        "a VM was instantiated during the requests"
+    );
+    println!("VMs instantiated: {after} before and after the measured requests");
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
