@@ -27,6 +27,7 @@ async fn exact_across_four_workers() {
         clients.push(Client::h1(addr).await);
     }
     let go = std::sync::Arc::new(tokio::sync::Barrier::new(300));
+    let fired = Instant::now();
     let mut tasks = Vec::new();
     for mut c in clients {
         let go = go.clone();
@@ -61,8 +62,22 @@ async fn exact_across_four_workers() {
             s => panic!("status {s}: {}", r.text()),
         }
     }
-    assert_eq!((ok, limited), (100, 200));
-    assert_eq!(up.requests(), 100);
+    // 100/minute refills one token every 600 ms: a burst answered within that is exactly 100;
+    // a slower one (a loaded machine) may legitimately let one more through per 600 ms.
+    let refilled = (fired.elapsed().as_secs_f64() * 100.0 / 60.0).floor() as usize;
+    eprintln!(
+        "rate_limit burst: {ok} allowed, {limited} limited in {:?}",
+        fired.elapsed()
+    );
+    assert_eq!(ok + limited, 300);
+    assert!(
+        (100..=100 + refilled).contains(&ok),
+        "{ok} allowed (exactly 100 expected, + {refilled} refilled during the burst)"
+    );
+    if refilled == 0 {
+        assert_eq!((ok, limited), (100, 200));
+    }
+    assert_eq!(up.requests(), ok);
     // Every worker served part of the burst.
     let (code, body) = weir.admin_get("/stats/workers").await;
     assert_eq!(code, 200, "{body}");
