@@ -15,8 +15,9 @@
 //! - `trailers`: add trailers `x-filter-req-trailer: 1` / `x-filter-resp-trailer: 1`;
 //! - `config`: request header `x-config` = the raw plugin configuration bytes;
 //! - `call` / `calltimeout` / `badcall`: `proxy_http_call` to cluster `calls` (`/called`, or
-//!   `/slow/2000` with a 200 ms timeout); the response sets `x-call-status`/`x-call-body`
-//!   request headers and resumes; `badcall` records the BAD_ARGUMENT statuses;
+//!   `/slow/2000` with a 200 ms timeout); the response sets `x-call-status`, `x-call-body`
+//!   and `x-call-upstream` (its `x-upstream` header) request headers and resumes; `badcall`
+//!   records the BAD_ARGUMENT statuses;
 //! - `cas`: increment shared key `counter` with a CAS retry loop;
 //! - `get` (key in `x-key`): answer 200 with the shared data value;
 //! - `whoami`: answer 200 with this VM's sequence number (one per VM, by CAS on `vm-seq`);
@@ -210,7 +211,11 @@ impl Context for Http {
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
+        let upstream = self
+            .get_http_call_response_header("x-upstream")
+            .unwrap_or_default();
         self.set_http_request_header("x-call-status", Some(&status));
+        self.set_http_request_header("x-call-upstream", Some(&upstream));
         self.set_http_request_header("x-call-body", Some(&String::from_utf8_lossy(&body)));
         self.resume_http_request();
     }
