@@ -191,6 +191,19 @@ pub struct ChainStream {
     timings: Option<TimingSink>,
 }
 
+/// The guest export a stream phase calls.
+fn phase_export(phase: Phase) -> &'static str {
+    match phase {
+        Phase::RequestHeaders => "proxy_on_request_headers",
+        Phase::RequestBody => "proxy_on_request_body",
+        Phase::RequestTrailers => "proxy_on_request_trailers",
+        Phase::ResponseHeaders => "proxy_on_response_headers",
+        Phase::ResponseBody => "proxy_on_response_body",
+        Phase::ResponseTrailers => "proxy_on_response_trailers",
+        _ => "",
+    }
+}
+
 /// Where a stream puts its [`PhaseTiming`]s (`Send`: read when the response ends, wherever).
 pub type TimingSink = std::sync::Arc<std::sync::Mutex<Vec<PhaseTiming>>>;
 
@@ -395,10 +408,10 @@ impl ChainStream {
             }
         };
         signal.resumed.set(false);
-        let timed = self
-            .timings
-            .is_some()
-            .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
+        // Time only callbacks the module implements (a missing export is no work done).
+        let timed = (self.timings.is_some()
+            && vm.plugin().module().exports_function(phase_export(phase)))
+        .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
         let result = vm.call_phase(phase, ctx, gen, arg, eos);
         if let (Some((start, at)), Some(t)) = (timed, self.timings.as_ref()) {
             let timing = PhaseTiming {

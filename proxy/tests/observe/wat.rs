@@ -1,0 +1,56 @@
+//! WAT filters for the tests (weir loads `.wat` text modules).
+
+const HEAD: &str = r#"
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 8192))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $bump))
+    (global.set $bump (i32.add (local.get $p) (i32.add (local.get $n) (i32.const 8))))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+"#;
+
+/// Logs `MSG` (info) from `proxy_on_request_headers` and counts requests in the filter-defined
+/// counter `METRIC` (defined in `proxy_on_configure`).
+pub fn logger(msg: &str, metric: &str) -> String {
+    format!(
+        r#"(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $inc (param i32 i64) (result i32)))
+  {HEAD}
+  (data (i32.const 1024) "{msg}")
+  (data (i32.const 3072) "{metric}")
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $define (i32.const 0) (i32.const 3072) (i32.const {mlen}) (i32.const 2048)))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $log (i32.const 2) (i32.const 1024) (i32.const {len})))
+    (drop (call $inc (i32.load (i32.const 2048)) (i64.const 1)))
+    (i32.const 0))
+)
+"#,
+        len = msg.len(),
+        mlen = metric.len(),
+    )
+}
+
+/// Answers every request itself with `status` (a filter denial).
+pub fn deny(status: u16) -> String {
+    format!(
+        r#"(module
+  (import "env" "proxy_send_local_response"
+    (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  {HEAD}
+  (data (i32.const 1024) "denied")
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $respond (i32.const {status}) (i32.const 1024) (i32.const 6)
+      (i32.const 1024) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const -1)))
+    (i32.const 1))
+)
+"#
+    )
+}
