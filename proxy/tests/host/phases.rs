@@ -31,9 +31,20 @@ async fn h2_echo(
     chunks: &[&'static [u8]],
     tr: Option<HeaderMap>,
 ) -> Result<(u16, HeaderMap, Bytes, Option<HeaderMap>), String> {
+    h2_post(c, "/echo-body", act_, chunks, tr).await
+}
+
+/// POST `path` over h2c with `chunks` then `trailers`.
+async fn h2_post(
+    c: &mut Client,
+    path: &str,
+    act_: &str,
+    chunks: &[&'static [u8]],
+    tr: Option<HeaderMap>,
+) -> Result<(u16, HeaderMap, Bytes, Option<HeaderMap>), String> {
     let (tx, body) = channel_body();
     let req = c
-        .request(Method::POST, "/echo-body")
+        .request(Method::POST, path)
         .header("x-act", act_)
         .body(body)
         .expect("request");
@@ -192,8 +203,16 @@ async fn local_response_from_every_phase() {
     let weir = start(&simple(&up, &["f"], &e2e("f", "F", "")), 1).await;
     for phase in ["reqh", "reqb", "reqt", "resph", "respb", "respt"] {
         let mut c = Client::h2c(weir.addr("edge")).await;
-        let r = h2_echo(
+        // Request phases: an upstream that reads the whole body before answering (the local
+        // response must win over an upstream answer); response phases: the echo upstream.
+        let path = if phase.starts_with("req") {
+            "/drain"
+        } else {
+            "/echo-body"
+        };
+        let r = h2_post(
             &mut c,
+            path,
             &format!("local@{phase}"),
             &[b"abc"],
             Some(trailers(&[("x-client-trailer", "1")])),
@@ -264,5 +283,52 @@ async fn log_done_delete_once_per_stream_also_on_client_disconnect() {
     let text = metrics(&weir).await;
     for phase in ["done", "log", "delete"] {
         assert_eq!(metric(&text, &series(phase)), Some(7.0), "{phase}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_in_trailer_phases_then_continue() {
+    let up = HostUpstream::start().await;
+    let weir = start(&simple(&up, &["f"], &e2e("f", "F", "")), 1).await;
+    let mut c = Client::h2c(weir.addr("edge")).await;
+    let (status, _, body, tr) = h2_echo(
+        &mut c,
+        "pause@reqt,pause@respt,trailers",
+        &[b"abc"],
+        Some(trailers(&[("x-client-trailer", "1")])),
+    )
+    .await
+    .expect("exchange");
+    assert_eq!((status, &body[..]), (200, &b"abc"[..]));
+    let tr = tr.expect("response trailers");
+    for k in [
+        "x-client-trailer",
+        "x-filter-req-trailer",
+        "x-filter-resp-trailer",
+    ] {
+        assert!(tr.contains_key(k), "{k} in {tr:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_paused_streams_resume_independently() {
+    const N: usize = 32;
+    let up = HostUpstream::start().await;
+    let weir = start(&simple(&up, &["f"], &e2e("f", "F", "")), 1).await;
+    let c = Client::h2c(weir.addr("edge")).await;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let mut c = c.h2_clone();
+        tasks.push(tokio::spawn(async move {
+            let id = i.to_string();
+            let r = act(&mut c, "/x", "pause@reqh,pause@resph", &[("x-id", &id)]).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.upstream_header("x-id"), Some(id));
+            assert_eq!(r.upstream_header("x-resumed").as_deref(), Some("tick"));
+            assert_eq!(r.header("x-resumed").as_deref(), Some("tick"));
+        }));
+    }
+    for t in tasks {
+        t.await.expect("stream");
     }
 }

@@ -7,7 +7,7 @@
 //! | `/called` | `called` (counted in `calls`: the target of the filters' `proxy_http_call`) |
 //! | `/slow/MS` | 200 after MS ms |
 //! | `/big/N` | N bytes of `a` in 16 KiB frames |
-//! | anything else | JSON `{path, headers}` (request headers as an object, repeated ones joined by `, `) |
+//! | anything else | after reading the whole request body: JSON `{path, headers, body_len}` (request headers as an object, repeated ones joined by `, `) |
 //!
 //! Counters wake `support::upstream::wait_until` waiters.
 
@@ -166,7 +166,10 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
                     })
                     .or_insert(v);
             }
-            let body = serde_json::json!({ "path": path, "headers": headers });
+            // Read the whole request body first, as most servers do before answering.
+            let received = req.into_body().collect().await?.to_bytes().len();
+            let body =
+                serde_json::json!({ "path": path, "headers": headers, "body_len": received });
             Ok(Response::builder()
                 .header("x-upstream", "host")
                 .header("content-type", "application/json")

@@ -429,13 +429,10 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
-        if let Some(a) = self.phase_action("reqt", false) {
-            return a;
-        }
         if self.has("trailers") {
             self.add_http_request_trailer("x-filter-req-trailer", "1");
         }
-        Action::Continue
+        self.phase_action("reqt", false).unwrap_or(Action::Continue)
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
@@ -453,13 +450,10 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_trailers(&mut self, _n: usize) -> Action {
-        if let Some(a) = self.phase_action("respt", true) {
-            return a;
-        }
         if self.has("trailers") {
             self.add_http_response_trailer("x-filter-resp-trailer", "1");
         }
-        Action::Continue
+        self.phase_action("respt", true).unwrap_or(Action::Continue)
     }
 
     fn on_log(&mut self) {
