@@ -48,7 +48,10 @@ fn no_fault_by_default() {
 
 #[test]
 fn delay_pauses_and_resumes_on_tick() {
-    let h = load("fault", json!({"delay": {"fixed": "40ms", "percent": 100}}));
+    let h = load(
+        "fault",
+        json!({"delay": {"fixed": "200ms", "percent": 100}}),
+    );
     let start = Instant::now();
     let outs: Vec<_> = (0..20).map(|_| h.request().send()).collect();
     assert!(outs.iter().all(|o| o.paused()), "every request is parked");
@@ -62,7 +65,7 @@ fn delay_pauses_and_resumes_on_tick() {
         outs.iter().all(|o| o.forwarded()),
         "all resumed after {ticks} ticks"
     );
-    assert!(start.elapsed() >= Duration::from_millis(40));
+    assert!(start.elapsed() >= Duration::from_millis(200));
     assert_eq!(h.metric("fault_delays_injected"), Some(20));
     // Nothing parked: the filter stops ticking.
     let t = h.ticks();
@@ -79,7 +82,7 @@ fn delay_pauses_and_resumes_on_tick() {
 fn delay_then_abort() {
     let h = load(
         "fault",
-        json!({"delay": {"fixed": "10ms"}, "abort": {"status": 504, "percent": 100}}),
+        json!({"delay": {"fixed": "100ms"}, "abort": {"status": 504, "percent": 100}}),
     );
     let out = h.request().send();
     assert!(out.paused());
@@ -94,7 +97,7 @@ fn override_headers() {
     assert_eq!(out.status(), Some(418));
     let out = h.request().header("x-fault-abort", "42").send();
     assert!(out.forwarded(), "invalid status ignored");
-    let out = h.request().header("x-fault-delay-ms", "20").send();
+    let out = h.request().header("x-fault-delay-ms", "100").send();
     assert!(out.paused());
     out.wait();
     assert!(out.forwarded());
