@@ -71,6 +71,9 @@ pub struct Matcher {
     path: Option<String>,
     path_prefix: Option<String>,
     path_regex: Option<Regex>,
+    /// A literal every path matching `path_regex` starts with: checked first, so most
+    /// non-matching paths never run the regex.
+    path_regex_literal: Option<Box<str>>,
     methods: Option<Box<[Method]>>,
     headers: Box<[(HeaderName, ValueMatcher)]>,
     query: Box<[(String, ValueMatcher)]>,
@@ -130,6 +133,11 @@ impl Matcher {
         Ok(Matcher {
             path: m.path.clone(),
             path_prefix: m.path_prefix.clone(),
+            path_regex_literal: m
+                .path_regex
+                .as_deref()
+                .and_then(literal_prefix)
+                .map(Into::into),
             path_regex,
             methods,
             headers: headers.into_boxed_slice(),
@@ -161,6 +169,11 @@ impl Matcher {
                 return false;
             };
             if !hosts.iter().any(|p| p.matches(host)) {
+                return false;
+            }
+        }
+        if let Some(lit) = &self.path_regex_literal {
+            if !req.path.starts_with(&**lit) {
                 return false;
             }
         }
@@ -209,6 +222,26 @@ fn compile_whole(pattern: &str) -> Result<Regex, String> {
         .size_limit(1 << 20)
         .build()
         .map_err(|e| format!("invalid regex {pattern:?}: {e}"))
+}
+
+/// The literal text every match of the whole-input regex `pattern` must start with, when it
+/// is easy to see: the run of plain characters at its start (after an optional `^`), minus the
+/// last one if a `?`, `*` or `{` quantifier follows it. Patterns with `|` anywhere yield none
+/// (an alternation may be top-level), as do patterns starting with a group, class or escape.
+fn literal_prefix(pattern: &str) -> Option<String> {
+    if pattern.contains('|') {
+        return None;
+    }
+    let body = pattern.strip_prefix('^').unwrap_or(pattern);
+    const META: &[char] = &[
+        '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+    ];
+    let end = body.find(META).unwrap_or(body.len());
+    let mut lit = body[..end].to_string();
+    if matches!(body[end..].chars().next(), Some('?' | '*' | '{')) {
+        lit.pop();
+    }
+    (!lit.is_empty()).then_some(lit)
 }
 
 // === ValueMatcher ===
@@ -553,6 +586,36 @@ mod tests {
         assert!(alt.matches(&Req::get("/b").view()));
         assert!(!alt.matches(&Req::get("/ab").view()));
         assert!(!alt.matches(&Req::get("/a/b").view()));
+    }
+
+    #[test]
+    fn regex_literal_prefix() {
+        assert_eq!(literal_prefix(r"/users/\d+").as_deref(), Some("/users/"));
+        assert_eq!(literal_prefix(r"^/a/b.*").as_deref(), Some("/a/b"));
+        assert_eq!(literal_prefix("/items?").as_deref(), Some("/item"));
+        assert_eq!(literal_prefix("/ab*c").as_deref(), Some("/a"));
+        assert_eq!(literal_prefix("/ab{0,2}").as_deref(), Some("/a"));
+        assert_eq!(literal_prefix("/ab+").as_deref(), Some("/ab"));
+        assert_eq!(literal_prefix("/é?x").as_deref(), Some("/"));
+        assert_eq!(literal_prefix("/a|/b"), None);
+        assert_eq!(literal_prefix("(?i)/a"), None);
+        assert_eq!(literal_prefix("[/]a"), None);
+        assert_eq!(literal_prefix("a?"), None);
+        // The prefilter never changes the answer.
+        for (re, path, want) in [
+            ("/items?", "/item", true),
+            ("/items?", "/items", true),
+            ("/items?", "/itemz", false),
+            ("/ab*c", "/ac", true),
+            ("^/v1/.*", "/v1/x", true),
+            ("^/v1/.*", "/v2/x", false),
+        ] {
+            let mm = m(RouteMatch {
+                path_regex: Some(re.into()),
+                ..Default::default()
+            });
+            assert_eq!(mm.matches(&Req::get(path).view()), want, "{re} on {path}");
+        }
     }
 
     #[test]
