@@ -66,6 +66,10 @@ enum Cmd {
         workers: usize,
         #[arg(long, default_value = "/bench")]
         path: String,
+        /// Also measure the run without filters with a JSON access log written to PATH, to
+        /// show the access log's own cost.
+        #[arg(long)]
+        access_log: Option<String>,
     },
     /// Parse and validate a config; print every error; exit 1 on any.
     Validate {
@@ -122,6 +126,7 @@ fn main() {
             json,
             workers,
             path,
+            access_log,
         } => weir::bench::run::bench(weir::bench::run::BenchOptions {
             config,
             duration,
@@ -131,6 +136,7 @@ fn main() {
             json,
             workers,
             path,
+            access_log,
         }),
         Cmd::Validate { config } => match weir::app::validate(&config) {
             Ok(()) => {

@@ -19,6 +19,8 @@ pub struct BenchOptions {
     pub json: bool,
     pub workers: usize,
     pub path: String,
+    /// With a path: a third run, without filters but with the access log written there.
+    pub access_log: Option<String>,
 }
 
 /// One measured run.
@@ -257,6 +259,20 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
     let chain: Vec<String> = cfg.filters.iter().map(|f| f.name.clone()).collect();
     let with = measure("with filter chain", cfg.clone(), &base, opts).await?;
     let without = measure("without filters", strip_filters(&cfg), &base, opts).await?;
+    let logged = match &opts.access_log {
+        Some(path) => {
+            let mut c = strip_filters(&cfg);
+            c.access_log = Some(config::AccessLog { path: path.clone() });
+            Some(measure("without filters, access log on", c, &base, opts).await?)
+        }
+        None => None,
+    };
+    let log_cost = logged.as_ref().map(|l| {
+        serde_json::json!({
+            "cpu_us_per_request": l.cpu_us_per_request - without.cpu_us_per_request,
+            "cpu_ratio": l.cpu_us_per_request / without.cpu_us_per_request.max(1e-9),
+        })
+    });
     let report = serde_json::json!({
         "filters": chain,
         "workers": opts.workers,
@@ -266,6 +282,8 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
         "http2": opts.http2,
         "with_filters": with,
         "without_filters": without,
+        "access_log_on": logged,
+        "access_log_cost": log_cost,
         "chain_cpu_us_per_request": with.cpu_us_per_request - without.cpu_us_per_request,
         "chain_cpu_ratio": with.cpu_us_per_request / without.cpu_us_per_request.max(1e-9),
     });
@@ -277,7 +295,10 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
     println!(
         "| run | requests/s | p50 ms | p90 ms | p99 ms | p99.9 ms | CPU µs/req | errors | non-2xx |\n|---|---|---|---|---|---|---|---|---|"
     );
-    for r in [&with, &without] {
+    for r in [Some(&with), Some(&without), logged.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         println!(
             "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {} |",
             r.label,
@@ -311,5 +332,12 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
         with.cpu_us_per_request / without.cpu_us_per_request.max(1e-9),
         with.peak_rss_bytes.max(without.peak_rss_bytes) as f64 / (1 << 20) as f64
     );
+    if let Some(l) = &logged {
+        println!(
+            "access log cost: {:+.1} µs CPU per request ({:+.1}% of the plain proxy)",
+            l.cpu_us_per_request - without.cpu_us_per_request,
+            (l.cpu_us_per_request / without.cpu_us_per_request.max(1e-9) - 1.0) * 100.0
+        );
+    }
     Ok(())
 }

@@ -197,9 +197,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             }
             continue;
         }
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
-            .ok_or_else(|| at("no value".into()))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value".into()))?;
         let name = &line[..name_end];
         if !valid_metric_name(name) {
             return Err(at(format!("bad metric name {name}")));
@@ -224,7 +222,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             return Err(at("duplicate series".into()));
         }
         let kind = kinds.get(&fam_name).cloned().unwrap_or_default();
-        if kind == "counter" && !(value >= 0.0) {
+        if kind == "counter" && (value.is_nan() || value < 0.0) {
             return Err(at("negative counter".into()));
         }
         if kind == "histogram" && name == fam_name {
@@ -254,8 +252,11 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
     Ok(exp)
 }
 
+/// One histogram series: `(le, cumulative count)` buckets, `_sum`, `_count`.
+type Group = (Vec<(f64, f64)>, Option<f64>, Option<f64>);
+
 fn check_histogram(name: &str, fam: &Family) -> Result<(), String> {
-    let mut groups: BTreeMap<Labels, (Vec<(f64, f64)>, Option<f64>, Option<f64>)> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Group> = BTreeMap::new();
     for s in &fam.samples {
         let mut key = s.labels.clone();
         let le = key.remove("le");
