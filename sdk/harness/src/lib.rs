@@ -34,6 +34,8 @@
 //!   so both see the same shared data (same `vm_id`) — e.g. to check a rate limit is exact across
 //!   workers. [`Harness::shared_data`] reads it.
 //! - Filter metrics ([`Harness::metric`]) and host failure counters ([`Harness::errors`]).
+//! - Chains: [`HarnessBuilder::then`] puts more filters after the first (e.g. auth, then
+//!   header_rewrite), run in order on requests and in reverse on responses, as weir does.
 //!
 //! Threading and time: a harness owns a tokio current-thread runtime and a `LocalSet` (a weir
 //! worker in miniature); its methods are synchronous and must not be called from inside another
@@ -247,6 +249,8 @@ pub struct HarnessBuilder {
     source: Source,
     spec: PluginSpec,
     host: Option<WasmHost>,
+    /// Filters after this one in the chain.
+    next: Vec<HarnessBuilder>,
 }
 
 enum Source {
@@ -297,8 +301,28 @@ impl HarnessBuilder {
         self
     }
 
-    /// Compile the module, instantiate it, run `proxy_on_vm_start` and `proxy_on_configure`.
-    pub fn load(self) -> Result<Harness, HarnessError> {
+    /// Put `next` after this filter in the chain (requests run through the filters in
+    /// order, responses in reverse order, as in weir). `next`'s own host option is ignored:
+    /// the chain runs on one host. The harness's accessors that name one filter (ticks,
+    /// shared data, errors) refer to the first.
+    pub fn then(mut self, next: HarnessBuilder) -> Self {
+        let HarnessBuilder {
+            source,
+            spec,
+            next: more,
+            ..
+        } = next;
+        self.next.push(HarnessBuilder {
+            source,
+            spec,
+            host: None,
+            next: Vec::new(),
+        });
+        self.next.extend(more);
+        self
+    }
+
+    fn prepare(self, host: &WasmHost) -> Result<Arc<PreparedPlugin>, HarnessError> {
         let bytes = match &self.source {
             Source::Path(p) => std::fs::read(p).map_err(|source| HarnessError::Read {
                 path: p.clone(),
@@ -306,23 +330,33 @@ impl HarnessBuilder {
             })?,
             Source::Bytes(b) => b.clone(),
         };
-        let host = match self.host {
+        let module = host.compile(&bytes).map_err(wasm_err)?;
+        Ok(host.prepare(self.spec, module))
+    }
+
+    /// Compile the module(s), instantiate, run `proxy_on_vm_start` and `proxy_on_configure`.
+    pub fn load(mut self) -> Result<Harness, HarnessError> {
+        let host = match self.host.take() {
             Some(h) => h,
             None => WasmHost::new().map_err(wasm_err)?,
         };
-        let module = host.compile(&bytes).map_err(wasm_err)?;
-        let plugin = host.prepare(self.spec, module);
+        let next = std::mem::take(&mut self.next);
+        let mut plugins = vec![self.prepare(&host)?];
+        for b in next {
+            plugins.push(b.prepare(&host)?);
+        }
         let driver = Rc::new(Driver::new()?);
         let services = Rc::new(Services::default());
-        Harness::start(host, plugin, driver, services)
+        Harness::start(host, plugins, driver, services)
     }
 }
 
 /// A filter loaded into the real host, with its own worker runtime. See the crate docs.
 pub struct Harness {
     host: WasmHost,
-    plugin: Arc<PreparedPlugin>,
-    vm: Rc<PluginVm>,
+    /// The chain's filters, in order (usually one).
+    plugins: Vec<Arc<PreparedPlugin>>,
+    vms: Vec<Rc<PluginVm>>,
     chain: FilterChain,
     services: Rc<Services>,
     driver: Rc<Driver>,
@@ -330,7 +364,7 @@ pub struct Harness {
 
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Harness").field("vm", &self.vm).finish()
+        f.debug_struct("Harness").field("vms", &self.vms).finish()
     }
 }
 
@@ -354,6 +388,7 @@ impl Harness {
             source: Source::Path(path),
             spec: Self::default_spec(name),
             host: None,
+            next: Vec::new(),
         }
     }
 
@@ -363,6 +398,7 @@ impl Harness {
             source: Source::Bytes(bytes.into()),
             spec: Self::default_spec(name.to_string()),
             host: None,
+            next: Vec::new(),
         }
     }
 
@@ -378,26 +414,34 @@ impl Harness {
 
     fn start(
         host: WasmHost,
-        plugin: Arc<PreparedPlugin>,
+        plugins: Vec<Arc<PreparedPlugin>>,
         driver: Rc<Driver>,
         services: Rc<Services>,
     ) -> Result<Harness, HarnessError> {
-        let svc: Rc<dyn HostServices> = services.clone();
-        let vm = driver.block_on(async {
-            let vm = PluginVm::new(&plugin, svc)?;
-            vm.activate();
-            Ok::<_, WasmError>(vm)
+        let vms = driver.block_on(async {
+            let mut vms = Vec::with_capacity(plugins.len());
+            for plugin in &plugins {
+                let svc: Rc<dyn HostServices> = services.clone();
+                let vm = PluginVm::new(plugin, svc)?;
+                vm.activate();
+                vms.push(vm);
+            }
+            Ok::<_, WasmError>(vms)
         });
-        let vm = vm.map_err(wasm_err)?;
+        let vms = vms.map_err(wasm_err)?;
         driver.settle(|| false);
         Ok(Harness {
-            chain: FilterChain::new(vec![vm.clone()]),
+            chain: FilterChain::new(vms.clone()),
             host,
-            plugin,
-            vm,
+            plugins,
+            vms,
             services,
             driver,
         })
+    }
+
+    fn plugin(&self) -> &Arc<PreparedPlugin> {
+        &self.plugins[0]
     }
 
     /// Another VM of the same filter on the same host and thread: a second "worker". Both share
@@ -405,7 +449,7 @@ impl Harness {
     pub fn worker(&self) -> Result<Harness, HarnessError> {
         Harness::start(
             self.host.clone(),
-            self.plugin.clone(),
+            self.plugins.clone(),
             self.driver.clone(),
             self.services.clone(),
         )
@@ -447,14 +491,13 @@ impl Harness {
         self.services.calls.borrow().clone()
     }
 
-    /// Wait for the filter's next `proxy_on_tick` (on this VM), then let the streams it resumed
-    /// run. Panics when none comes within [`WAIT_LIMIT`] (no tick period set?).
+    /// Wait for the next `proxy_on_tick` of any filter of the chain, then let the streams it
+    /// resumed run. Panics when none comes within [`WAIT_LIMIT`] (no tick period set?).
     pub fn tick(&self) {
-        let stats = self.plugin.stats().clone();
-        let before = stats.calls(Phase::Tick);
+        let before = self.ticks();
         let ok = self.driver.block_on(async {
             tokio::time::timeout(WAIT_LIMIT, async {
-                while stats.calls(Phase::Tick) == before {
+                while self.ticks() == before {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             })
@@ -465,9 +508,12 @@ impl Harness {
         self.driver.settle(|| false);
     }
 
-    /// Number of `proxy_on_tick` calls so far (all workers of this filter).
+    /// Number of `proxy_on_tick` calls so far (all workers, all filters of the chain).
     pub fn ticks(&self) -> u64 {
-        self.plugin.stats().calls(Phase::Tick)
+        self.plugins
+            .iter()
+            .map(|p| p.stats().calls(Phase::Tick))
+            .sum()
     }
 
     /// Let `d` of wall-clock time pass on this worker (ticks, timers and resumed streams run).
@@ -481,13 +527,13 @@ impl Harness {
     pub fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
         self.host
             .shared_data()
-            .get(&self.plugin.spec().vm_id, key.as_bytes())
+            .get(&self.plugin().spec().vm_id, key.as_bytes())
             .map(|(v, _)| v)
     }
 
     /// Number of shared-data keys under this filter's `vm_id`.
     pub fn shared_data_len(&self) -> usize {
-        self.host.shared_data().len(&self.plugin.spec().vm_id)
+        self.host.shared_data().len(&self.plugin().spec().vm_id)
     }
 
     /// A metric the filter defined (`proxy_define_metric`) by name: counter/gauge value or
@@ -498,12 +544,12 @@ impl Harness {
 
     /// Host-counted failures of this filter (traps, timeouts, OOM, config).
     pub fn errors(&self, kind: FailureKind) -> u64 {
-        self.plugin.stats().errors(kind)
+        self.plugin().stats().errors(kind)
     }
 
-    /// Whether the VM is failed (after a trap under fail_closed).
+    /// Whether the (first) filter's VM is failed (after a trap under fail_closed).
     pub fn is_failed(&self) -> bool {
-        self.vm.is_failed()
+        self.vms[0].is_failed()
     }
 
     /// The host (to share with another harness, or read metrics).
@@ -511,9 +557,14 @@ impl Harness {
         &self.host
     }
 
-    /// This worker's VM.
+    /// This worker's VM of the (first) filter.
     pub fn vm(&self) -> &Rc<PluginVm> {
-        &self.vm
+        &self.vms[0]
+    }
+
+    /// This worker's VMs, one per filter of the chain, in order.
+    pub fn vms(&self) -> &[Rc<PluginVm>] {
+        &self.vms
     }
 }
 

@@ -254,3 +254,26 @@ fn two_workers_share_data_by_vm_id() {
         .unwrap();
     assert_eq!(other.shared_data("n"), None);
 }
+
+#[test]
+fn chains_run_in_order_and_responses_in_reverse() {
+    // Filter 1 answers /teapot locally; filter 2 (the counter) only sees what filter 1 lets
+    // through.
+    let h = Harness::builder_from_bytes("hdr", module(HEADERS))
+        .vm_id("a")
+        .then(Harness::builder_from_bytes("counter", module(COUNTER)).vm_id("a"))
+        .load()
+        .unwrap();
+    assert_eq!(h.vms().len(), 2);
+    assert!(h.request().send().forwarded());
+    assert_eq!(h.request().path("/teapot").send().status(), Some(418));
+    assert!(h.request().send().forwarded());
+    assert_eq!(
+        h.shared_data("n"),
+        Some(vec![2]),
+        "the second filter saw 2 requests"
+    );
+    let out = h.request().send();
+    let resp = out.respond(200).send();
+    assert_eq!(resp.response_header("x-resp").as_deref(), Some("1"));
+}
