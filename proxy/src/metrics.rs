@@ -238,9 +238,91 @@ impl Registry {
             self.spans.failed.load(Ordering::Relaxed)
         );
         let extra = self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut more = String::new();
         for f in extra {
-            f(&mut out);
+            f(&mut more);
         }
+        append_distinct(&mut out, &more);
         out
+    }
+}
+
+/// The family declared by a `# TYPE` line: `(name, kind)`.
+fn type_line(line: &str) -> Option<(&str, &str)> {
+    let mut p = line.strip_prefix("# TYPE ")?.split_whitespace();
+    Some((p.next()?, p.next().unwrap_or("untyped")))
+}
+
+/// Series names a family of `kind` takes.
+fn series_names(name: &str, kind: &str) -> Vec<String> {
+    match kind {
+        "histogram" | "summary" => ["", "_bucket", "_sum", "_count"]
+            .iter()
+            .map(|s| format!("{name}{s}"))
+            .collect(),
+        _ => vec![name.to_string()],
+    }
+}
+
+/// Appends `extra` (filter-defined metrics) to `out`, leaving out every family whose name (or
+/// one of its series names) is already taken — by weir's own families or an earlier one of
+/// `extra` (two filter names that sanitize alike) — so that no filter can make the scrape
+/// invalid (a second `# TYPE` or an interleaved family fails the whole scrape in Prometheus).
+fn append_distinct(out: &mut String, extra: &str) {
+    let mut taken: std::collections::HashSet<String> = out
+        .lines()
+        .filter_map(type_line)
+        .flat_map(|(n, k)| series_names(n, k))
+        .collect();
+    let mut skip = false;
+    let mut help: Option<&str> = None;
+    for line in extra.lines() {
+        if let Some((name, kind)) = type_line(line) {
+            let names = series_names(name, kind);
+            skip = names.iter().any(|n| taken.contains(n));
+            let held = help.take();
+            if skip {
+                continue;
+            }
+            taken.extend(names);
+            if let Some(h) = held.filter(|h| h.split_whitespace().nth(2) == Some(name)) {
+                out.push_str(h);
+                out.push('\n');
+            }
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            // A new family starts (its TYPE decides; without one, its name does).
+            skip = rest
+                .split_whitespace()
+                .next()
+                .is_some_and(|n| taken.contains(n));
+            help = Some(line);
+            continue;
+        } else if let Some(h) = help.take() {
+            if !skip {
+                out.push_str(h);
+                out.push('\n');
+            }
+        }
+        if !skip {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_families_never_clash() {
+        let mut out = "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 0\nh_sum 0\nh_count 0\n".to_string();
+        let own = out.clone();
+        let extra = "# TYPE a_total counter\na_total 9\n# TYPE h_count counter\nh_count 9\n# HELP x X.\n# TYPE x gauge\nx 1\n# TYPE x counter\nx 2\n# TYPE a histogram\na_bucket{le=\"+Inf\"} 0\na_sum 0\na_count 0\n";
+        append_distinct(&mut out, extra);
+        assert_eq!(
+            out.strip_prefix(own.as_str()).unwrap(),
+            "# HELP x X.\n# TYPE x gauge\nx 1\n# TYPE a histogram\na_bucket{le=\"+Inf\"} 0\na_sum 0\na_count 0\n"
+        );
     }
 }

@@ -223,3 +223,51 @@ fn promtool_accepts_what_the_validator_accepts() {
         r.unwrap();
     }
 }
+
+/// A filter cannot make the scrape invalid: metric names that clash with weir's own families,
+/// or with each other once sanitized (`dup.name` and `dup_name`), keep the text valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clashing_filter_metric_names_keep_the_text_valid() {
+    let up = Upstream::start("u1").await;
+    let dir = TempDir::new("observe-clash");
+    for (file, metric) in [
+        ("a.wat", "weir_requests_total"),
+        ("b.wat", "dup.name"),
+        ("c.wat", "dup_name"),
+        ("d.wat", "weir_request_duration_seconds_count"),
+    ] {
+        std::fs::write(dir.join(file), wat::logger("x", metric)).unwrap();
+    }
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    filters: [a, b, c, d]
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: app
+clusters:
+  - name: app
+    endpoints: [{ep}]
+filters:
+  - {{ name: a, module: $DIR/a.wat }}
+  - {{ name: b, module: $DIR/b.wat }}
+  - {{ name: c, module: $DIR/c.wat }}
+  - {{ name: d, module: $DIR/d.wat }}
+"#,
+        ep = up.endpoint()
+    );
+    let p = Proc::start_in(dir, &yaml, Opts::default()).await;
+    assert_eq!(p.h1("edge").await.get("/x").await.status, 200);
+    let (_, text) = p.admin_get("/metrics").await;
+    let m = prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    if let Some(r) = prom::promtool(&text) {
+        r.unwrap_or_else(|e| panic!("promtool: {e}\n{text}"));
+    }
+    // weir's own family wins.
+    assert_eq!(
+        m.sum("weir_requests_total", &[("listener", "edge"), ("code", "200")]),
+        1.0
+    );
+}
