@@ -33,7 +33,8 @@
 //! - Several "workers": [`Harness::worker`] builds another VM of the same filter on the same host,
 //!   so both see the same shared data (same `vm_id`) — e.g. to check a rate limit is exact across
 //!   workers. [`Harness::shared_data`] reads it.
-//! - Filter metrics ([`Harness::metric`]) and host failure counters ([`Harness::errors`]).
+//! - Filter metrics ([`Harness::metric`]), host failure counters ([`Harness::errors`]) and
+//!   what the filter logged ([`Harness::logs`]).
 //! - Chains: [`HarnessBuilder::then`] puts more filters after the first (e.g. auth, then
 //!   header_rewrite), run in order on requests and in reverse on responses, as weir does.
 //!
@@ -55,7 +56,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use std::sync::Mutex;
+
 use tokio::sync::Notify;
+use tracing_subscriber::layer::SubscriberExt;
 use weir_wasm::metrics::Phase;
 use weir_wasm::{
     BodyFlow, ChainStream, FailureKind, FailurePolicy, FilterChain, Flow, HeaderList, HostServices,
@@ -63,6 +67,7 @@ use weir_wasm::{
     PreparedPlugin, StreamError, StreamInfo, WasmError, WasmHost,
 };
 
+pub use tracing::Level;
 pub use weir_wasm;
 
 /// Longest any harness call waits for the filter (a resume, a tick).
@@ -144,6 +149,9 @@ fn wasm_err(source: WasmError) -> HarnessError {
 struct Driver {
     rt: tokio::runtime::Runtime,
     local: tokio::task::LocalSet,
+    /// Captures the `weir::filter` log events of everything run on this driver.
+    dispatch: tracing::Dispatch,
+    logs: Arc<Mutex<Vec<LogLine>>>,
 }
 
 impl Driver {
@@ -152,14 +160,21 @@ impl Driver {
             .enable_all()
             .build()
             .map_err(HarnessError::Runtime)?;
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let dispatch =
+            tracing::Dispatch::new(tracing_subscriber::registry().with(Capture(logs.clone())));
         Ok(Driver {
             rt,
             local: tokio::task::LocalSet::new(),
+            dispatch,
+            logs,
         })
     }
 
+    /// Runs `f` on the worker (every guest callback happens inside), with the log capture
+    /// as the thread's subscriber for the duration.
     fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.local.block_on(&self.rt, f)
+        tracing::dispatcher::with_default(&self.dispatch, || self.local.block_on(&self.rt, f))
     }
 
     /// Lets local tasks run for a few scheduler turns, or until `done`.
@@ -172,6 +187,64 @@ impl Driver {
                 tokio::task::yield_now().await;
             }
         })
+    }
+}
+
+// === log capture ===
+
+/// A message a filter logged (`proxy_log`, WASI stdout/stderr) or the host logged about it
+/// (a trap, a failed `http_call`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: Level,
+    /// The filter's name.
+    pub filter: String,
+    pub message: String,
+}
+
+struct Capture(Arc<Mutex<Vec<LogLine>>>);
+
+#[derive(Default)]
+struct LogVisitor {
+    filter: String,
+    message: String,
+}
+
+impl tracing::field::Visit for LogVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "filter" => self.filter = value.to_string(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "filter" => self.filter = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if event.metadata().target() != "weir::filter" {
+            return;
+        }
+        let mut v = LogVisitor::default();
+        event.record(&mut v);
+        let line = LogLine {
+            level: *event.metadata().level(),
+            filter: v.filter,
+            message: v.message,
+        };
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
     }
 }
 
@@ -540,6 +613,20 @@ impl Harness {
     /// histogram count.
     pub fn metric(&self, name: &str) -> Option<i64> {
         self.host.metrics().by_name(name).map(|m| m.value())
+    }
+
+    /// Every log line of the filters so far (all workers), oldest first.
+    pub fn logs(&self) -> Vec<LogLine> {
+        self.driver
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The log lines so far, clearing them.
+    pub fn take_logs(&self) -> Vec<LogLine> {
+        std::mem::take(&mut *self.driver.logs.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Host-counted failures of this filter (traps, timeouts, OOM, config).

@@ -277,3 +277,24 @@ fn chains_run_in_order_and_responses_in_reverse() {
     let resp = out.respond(200).send();
     assert_eq!(resp.response_header("x-resp").as_deref(), Some("1"));
 }
+
+#[test]
+fn guest_logs_are_captured() {
+    let h = load(
+        "logger",
+        r#"(import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (data (i32.const 16) "request seen")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $log (i32.const 3) (i32.const 16) (i32.const 12)))
+    (i32.const 0))"#,
+    )
+    .unwrap();
+    h.request().send();
+    h.request().send();
+    let logs = h.take_logs();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_eq!(logs[0].level, weir_sdk_harness::Level::WARN);
+    assert_eq!(logs[0].filter, "logger");
+    assert_eq!(logs[0].message, "request seen");
+    assert!(h.logs().is_empty());
+}
