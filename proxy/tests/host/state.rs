@@ -53,6 +53,7 @@ async fn shared_queue_ready_runs_on_the_registering_worker() {
     let mut first = Client::h1(addr).await;
     let a = act(&mut first, "/x", "whoami", &[]).await.text();
     let mut other = None;
+    let mut seen = Vec::new();
     for _ in 0..64 {
         let mut c = Client::h1(addr).await;
         let b = act(&mut c, "/x", "whoami", &[]).await.text();
@@ -60,8 +61,14 @@ async fn shared_queue_ready_runs_on_the_registering_worker() {
             other = Some((c, b));
             break;
         }
+        seen.push(b);
     }
-    let (mut c, b) = other.expect("a connection on the other worker within 64 tries");
+    let Some((mut c, b)) = other else {
+        panic!(
+            "no connection on the other worker within 64 tries (first: {a}, then {seen:?}); stderr:\n{}",
+            weir.stderr_text()
+        )
+    };
     // From worker b, enqueue onto the queue VM a registered; a's on_queue_ready records it.
     let r = act(&mut c, "/x", "enqueue", &[("x-key", &a)]).await;
     assert_eq!(r.text(), "Ok(\"ok\")");
