@@ -348,3 +348,59 @@ clusters:
         crate::support::certs::CLIENT_SPIFFE_ID
     );
 }
+
+/// Concurrent requests on two workers: every line whole and parseable, one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lines_never_mix() {
+    let up = Upstream::start("u1").await;
+    let yaml = format!(
+        r#"
+access_log: {{ path: $DIR/access.log }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: app
+clusters:
+  - name: app
+    endpoints: [{ep}]
+"#,
+        ep = up.endpoint()
+    );
+    let p = Proc::start(
+        &yaml,
+        Opts {
+            workers: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let addr = p.addr("edge");
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            tokio::spawn(async move {
+                let mut c = Client::h1(addr).await;
+                for i in 0..50 {
+                    assert_eq!(
+                        c.get(&format!("/t{t}/{i}/{}", "x".repeat(200)))
+                            .await
+                            .status,
+                        200
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = p.dir.join("access.log");
+    Proc::wait_lines(&log, 400, |_| true).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 400);
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert_eq!(v["status"], 200);
+    }
+}

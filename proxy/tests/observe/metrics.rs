@@ -267,7 +267,10 @@ filters:
     }
     // weir's own family wins.
     assert_eq!(
-        m.sum("weir_requests_total", &[("listener", "edge"), ("code", "200")]),
+        m.sum(
+            "weir_requests_total",
+            &[("listener", "edge"), ("code", "200")]
+        ),
         1.0
     );
 }
