@@ -23,13 +23,18 @@ pub fn filter(name: &str, module: &Path, config: &str, extra: &str) -> String {
     s
 }
 
-/// An e2e_filter entry with `tag` and extra keys.
+/// An e2e_filter entry with `tag` and extra keys. Unless `extra` sets `limits`, the callback
+/// deadline is 1 s: the deadline is wall-clock time, and the tests share a loaded machine.
 pub fn e2e(name: &str, tag: &str, extra: &str) -> String {
+    let mut extra = extra.to_string();
+    if !extra.contains("limits") {
+        extra.push_str("\nlimits: { callback_deadline: 1s }");
+    }
     filter(
         name,
         crate::guest::e2e_filter(),
         &format!("{{\"tag\": \"{tag}\"}}"),
-        extra,
+        &extra,
     )
 }
 
