@@ -33,7 +33,10 @@ pub fn module(name: &str) -> String {
 }
 
 /// One listener `edge` → cluster `up` (the given upstream) with one filter `f` of `module`
-/// configured with `config` (JSON, embedded as YAML flow).
+/// configured with `config` (JSON, embedded as YAML flow). The callback deadline is 1 s instead
+/// of the default 20 ms: on a loaded test machine a thread descheduled in the middle of a
+/// callback would otherwise hit the deadline and fail the filter closed (503s); the deadline
+/// itself is tested in weir-wasm.
 pub fn one_filter_yaml(upstream: &str, module_name: &str, config: &serde_json::Value) -> String {
     format!(
         r#"
@@ -52,6 +55,7 @@ filters:
   - name: f
     module: {module}
     config: {config}
+    limits: {{ callback_deadline: 1s }}
 "#,
         module = module(module_name),
     )

@@ -107,7 +107,12 @@ async fn distinct_keys(addr: std::net::SocketAddr, from: u64, n: u64, conns: u64
             while k < from + n {
                 let user = format!("user-{k}");
                 let r = c.get_with("/k", &[("x-user", &user)]).await;
-                assert_eq!(r.status, 200, "first request of a key is allowed");
+                assert_eq!(
+                    r.status,
+                    200,
+                    "first request of key {user} is allowed: {}",
+                    r.text()
+                );
                 k += conns;
             }
         }));
