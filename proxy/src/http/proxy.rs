@@ -520,6 +520,26 @@ pub async fn handle(
     )
     .await;
     match result {
+        Ok((resp, ep)) if stopped.borrow().is_some() => {
+            // A request filter stopped the body after the upstream already answered: the
+            // filter's answer wins (the upstream response is dropped).
+            drop(resp);
+            fin.upstream_host = cluster.endpoints[ep.0].address.clone();
+            let why = stopped.borrow_mut().take();
+            let e = match why {
+                Some(crate::wasm::body::BodyStop::Local(l)) => {
+                    fin.flags = filter_flag(l.status);
+                    return Ok(observe(filter_response(&l), fin));
+                }
+                Some(crate::wasm::body::BodyStop::TooLarge(_)) => ProxyError::BodyTooLarge,
+                _ => ProxyError::FilterFailed {
+                    filter: route.filters.join(","),
+                    reason: "stream reset".into(),
+                },
+            };
+            fin.flags = e.flag();
+            Ok(observe(e.to_response(), fin))
+        }
         Ok((resp, ep)) => {
             fin.upstream_service_time = Some(sent_at.elapsed());
             fin.upstream_host = cluster.endpoints[ep.0].address.clone();
@@ -557,8 +577,35 @@ pub async fn handle(
             };
             match flow {
                 weir_wasm::Flow::Continue => {
-                    let filtered = crate::wasm::body::FilteredBody::new(rbody, stream);
-                    let b: ResponseBody = Box::pin(filtered);
+                    // The first body frame goes through the filters before the head is sent,
+                    // so a filter that buffers the body (or answers from the body phase) can
+                    // still replace the whole response: its local answer, or 500 when the
+                    // buffer limit is exceeded. Later frames stream.
+                    use crate::wasm::body::{BodyStop, FilteredBody, Prepend};
+                    let mut filtered = FilteredBody::new(rbody, stream);
+                    let stop = filtered.stop_slot();
+                    let first = std::future::poll_fn(|cx| {
+                        http_body::Body::poll_frame(std::pin::Pin::new(&mut filtered), cx)
+                    })
+                    .await;
+                    let first = match first {
+                        Some(Ok(f)) => Some(f),
+                        None => None,
+                        Some(Err(err)) => {
+                            let why = stop.borrow_mut().take();
+                            let e = match why {
+                                Some(BodyStop::Local(l)) => {
+                                    fin.flags = filter_flag(l.status);
+                                    return Ok(observe(filter_response(&l), fin));
+                                }
+                                Some(BodyStop::TooLarge(_)) => ProxyError::ResponseBodyTooLarge,
+                                Some(BodyStop::Reset) | None => ProxyError::UpstreamReset(err.to_string()),
+                            };
+                            fin.flags = e.flag();
+                            return Ok(observe(e.to_response(), fin));
+                        }
+                    };
+                    let b: ResponseBody = Box::pin(Prepend::new(first, filtered));
                     Ok(observe(Response::from_parts(rparts, b), fin))
                 }
                 weir_wasm::Flow::LocalResponse(l) => {

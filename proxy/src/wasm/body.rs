@@ -172,6 +172,9 @@ type Step = LocalBoxFuture<'static, Result<Vec<Frame<Bytes>>, BoxError>>;
 pub struct FilteredBody<B> {
     inner: B,
     stream: SharedStream,
+    /// Why a filter stopped the body, for the proxy to answer with while the response head
+    /// has not been sent yet.
+    stop: Rc<RefCell<Option<BodyStop>>>,
     pending: Option<Step>,
     out: VecDeque<Frame<Bytes>>,
     eos_sent: bool,
@@ -183,35 +186,45 @@ impl<B> FilteredBody<B> {
         FilteredBody {
             inner,
             stream,
+            stop: Default::default(),
             pending: None,
             out: VecDeque::new(),
             eos_sent: false,
             inner_done: false,
         }
     }
+
+    /// Where the reason a filter stopped the body is recorded.
+    pub fn stop_slot(&self) -> Rc<RefCell<Option<BodyStop>>> {
+        self.stop.clone()
+    }
 }
 
-fn body_step(stream: SharedStream, data: Bytes, eos: bool) -> Step {
+fn body_step(stream: SharedStream, stop: Rc<RefCell<Option<BodyStop>>>, data: Bytes, eos: bool) -> Step {
     Box::pin(async move {
         let r = stream.lock().await.on_response_body(data, eos).await;
-        match r {
-            Ok(BodyFlow::Continue(b)) if !b.is_empty() => Ok(vec![Frame::data(b)]),
-            Ok(BodyFlow::Continue(_)) | Ok(BodyFlow::Hold) => Ok(vec![]),
-            Ok(BodyFlow::LocalResponse(_)) | Ok(BodyFlow::Reset) => {
-                Err(Box::new(StoppedByFilter) as BoxError)
-            }
-            Err(e) => Err(Box::new(e) as BoxError),
-        }
+        let why = match r {
+            Ok(BodyFlow::Continue(b)) if !b.is_empty() => return Ok(vec![Frame::data(b)]),
+            Ok(BodyFlow::Continue(_)) | Ok(BodyFlow::Hold) => return Ok(vec![]),
+            Ok(BodyFlow::LocalResponse(l)) => BodyStop::Local(l),
+            Ok(BodyFlow::Reset) => BodyStop::Reset,
+            Err(e) => BodyStop::TooLarge(e.status()),
+        };
+        *stop.borrow_mut() = Some(why);
+        Err(Box::new(StoppedByFilter) as BoxError)
     })
 }
 
-fn trailers_step(stream: SharedStream, trailers: http::HeaderMap) -> Step {
+fn trailers_step(stream: SharedStream, stop: Rc<RefCell<Option<BodyStop>>>, trailers: http::HeaderMap) -> Step {
     Box::pin(async move {
         let mut s = stream.lock().await;
-        let tf = s
-            .on_response_trailers(HeaderList::from_header_map(&trailers))
-            .await
-            .map_err(|e| Box::new(e) as BoxError)?;
+        let tf = match s.on_response_trailers(HeaderList::from_header_map(&trailers)).await {
+            Ok(tf) => tf,
+            Err(e) => {
+                *stop.borrow_mut() = Some(BodyStop::TooLarge(e.status()));
+                return Err(Box::new(e) as BoxError);
+            }
+        };
         let mut v = Vec::new();
         if let Some(b) = tf.flushed_body.filter(|b| !b.is_empty()) {
             v.push(Frame::data(b));
@@ -222,7 +235,14 @@ fn trailers_step(stream: SharedStream, trailers: http::HeaderMap) -> Step {
                 v.push(Frame::trailers(t));
                 Ok(v)
             }
-            _ => Err(Box::new(StoppedByFilter) as BoxError),
+            Flow::LocalResponse(l) => {
+                *stop.borrow_mut() = Some(BodyStop::Local(l));
+                Err(Box::new(StoppedByFilter) as BoxError)
+            }
+            Flow::Reset => {
+                *stop.borrow_mut() = Some(BodyStop::Reset);
+                Err(Box::new(StoppedByFilter) as BoxError)
+            }
         }
     })
 }
@@ -262,7 +282,7 @@ where
             if this.inner_done {
                 if !this.eos_sent {
                     this.eos_sent = true;
-                    this.pending = Some(body_step(this.stream.clone(), Bytes::new(), true));
+                    this.pending = Some(body_step(this.stream.clone(), this.stop.clone(), Bytes::new(), true));
                     continue;
                 }
                 return Poll::Ready(None);
@@ -282,13 +302,13 @@ where
                             this.eos_sent = true;
                             this.inner_done = true;
                         }
-                        this.pending = Some(body_step(this.stream.clone(), data, eos));
+                        this.pending = Some(body_step(this.stream.clone(), this.stop.clone(), data, eos));
                     }
                     Err(frame) => {
                         if let Ok(t) = frame.into_trailers() {
                             this.eos_sent = true;
                             this.inner_done = true;
-                            this.pending = Some(trailers_step(this.stream.clone(), t));
+                            this.pending = Some(trailers_step(this.stream.clone(), this.stop.clone(), t));
                         }
                     }
                 },
@@ -306,4 +326,32 @@ pub fn local_to_http(l: &LocalResponse) -> http::Response<Bytes> {
         resp.headers_mut().extend(h);
     }
     resp
+}
+
+/// A body whose first frame was already read (the proxy reads it before sending the response
+/// head, so a response filter can still replace the whole response).
+pub struct Prepend<B> {
+    first: Option<Frame<Bytes>>,
+    rest: B,
+}
+
+impl<B> Prepend<B> {
+    pub fn new(first: Option<Frame<Bytes>>, rest: B) -> Self {
+        Prepend { first, rest }
+    }
+}
+
+impl<B> Body for Prepend<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(f) = self.first.take() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
 }

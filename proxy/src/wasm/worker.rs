@@ -32,7 +32,7 @@ impl WorkerFilters {
                 Ok(vm) => {
                     vms.insert(name.clone(), vm);
                 }
-                Err(e) => errors.push(format!("filter {name}: {e}")),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         if !errors.is_empty() {
