@@ -5,10 +5,11 @@
 //! hyper server echoing what it received as JSON.
 //!
 //! Run just these: `cargo test -p weir --test filters`. The process/upstream/client helpers
-//! in `support/` are a copy of the e2e suite's (tests/e2e/support).
+//! are the e2e suite's (tests/e2e/support), shared by path.
 #![forbid(unsafe_code)]
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
+#[path = "../e2e/support/mod.rs"]
 mod support;
 
 mod auth;
