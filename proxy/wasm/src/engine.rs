@@ -30,6 +30,8 @@ pub(crate) struct HostInner {
     pub shared_data: Arc<SharedData>,
     pub queues: Arc<SharedQueues>,
     pub metrics: Arc<MetricsRegistry>,
+    /// Starts the epoch ticker once.
+    ticker: std::sync::Once,
 }
 
 impl std::fmt::Debug for WasmHost {
@@ -39,7 +41,8 @@ impl std::fmt::Debug for WasmHost {
 }
 
 impl WasmHost {
-    /// Build the engine, link every host function, start the epoch ticker.
+    /// Build the engine and link every host function. The epoch ticker starts with the first
+    /// compiled module (a proxy without filters pays nothing for it).
     pub fn new() -> Result<Self, WasmError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
@@ -55,8 +58,8 @@ impl WasmHost {
             shared_data: Arc::new(SharedData::default()),
             queues: Arc::new(SharedQueues::default()),
             metrics: Arc::new(MetricsRegistry::default()),
+            ticker: std::sync::Once::new(),
         });
-        spawn_ticker(Arc::downgrade(&inner));
         Ok(WasmHost { inner })
     }
 
@@ -68,6 +71,7 @@ impl WasmHost {
     /// Compile (or fetch from the cache) a module: validates the ABI marker, the allocator
     /// export and the memory export, and pre-links it (`InstancePre`). Accepts WAT text too.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, WasmError> {
+        self.inner.ticker.call_once(|| spawn_ticker(Arc::downgrade(&self.inner)));
         let sha: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(m) = self.cached(&sha) {
             return Ok(m);
