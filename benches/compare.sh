@@ -137,7 +137,7 @@ done
 wait_http() {
   local i
   for i in $(seq 1 100); do
-    if curl -fsS -o /dev/null --max-time 1 -H "x-api-key: $API_KEY" "http://127.0.0.1:$1/"; then return 0; fi
+    if curl -fsS -o /dev/null --max-time 1 -H "x-api-key: $API_KEY" "http://127.0.0.1:$1/" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   return 1
