@@ -331,7 +331,11 @@ pub async fn handle(
     };
 
     let (mut parts, body) = req.into_parts();
-    let authority = parts
+    // The per-request strings of `Finish` only feed the access log and trace spans: without
+    // either, the request path does not allocate them.
+    let detailed = listener.access_log.is_some() || snap.tracer.is_some();
+    let keep = |s: &str| if detailed { s.to_string() } else { String::new() };
+    let authority = keep(parts
         .uri
         .authority()
         .map(|a| a.as_str())
@@ -341,8 +345,7 @@ pub async fn handle(
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
         })
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or(""));
     let request_id = headers::ensure_request_id(&mut parts.headers);
     let trace = snap.tracer.as_ref().map(|tracer| TraceHook {
         tracer: tracer.clone(),
@@ -355,6 +358,7 @@ pub async fn handle(
         timings: Default::default(),
     });
     let traceparent = headers::propagate_traceparent(&mut parts.headers);
+    let traceparent = if detailed { traceparent } else { String::new() };
     let principal = conn
         .tls
         .as_ref()
@@ -368,14 +372,9 @@ pub async fn handle(
         start_time,
         route: String::new(),
         cluster: String::new(),
-        method: parts.method.to_string(),
+        method: keep(parts.method.as_str()),
         authority,
-        path: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string(),
+        path: keep(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
         protocol: version_str(parts.version),
         status: 0,
         flags: "-",
@@ -397,7 +396,7 @@ pub async fn handle(
         fin.flags = ProxyError::NoRoute.flag();
         return Ok(observe(ProxyError::NoRoute.to_response(), fin));
     };
-    fin.route = route.name.clone();
+    fin.route = keep(&route.name);
 
     // Request body: limit and count.
     let limits = &listener.config.limits;
@@ -441,7 +440,7 @@ pub async fn handle(
     headers::set_forwarded(&mut parts.headers, conn.peer.ip(), conn.tls.is_some());
 
     let cluster = route.pick_cluster(rand::random()).clone();
-    fin.cluster = cluster.name.clone();
+    fin.cluster = keep(&cluster.name);
     if let Some(s) = route.stats.get(&cluster.name) {
         fin.stats = s.clone();
     }
@@ -524,7 +523,7 @@ pub async fn handle(
             // A request filter stopped the body after the upstream already answered: the
             // filter's answer wins (the upstream response is dropped).
             drop(resp);
-            fin.upstream_host = cluster.endpoints[ep.0].address.clone();
+            fin.upstream_host = keep(&cluster.endpoints[ep.0].address);
             let why = stopped.borrow_mut().take();
             let e = match why {
                 Some(crate::wasm::body::BodyStop::Local(l)) => {
@@ -542,7 +541,7 @@ pub async fn handle(
         }
         Ok((resp, ep)) => {
             fin.upstream_service_time = Some(sent_at.elapsed());
-            fin.upstream_host = cluster.endpoints[ep.0].address.clone();
+            fin.upstream_host = keep(&cluster.endpoints[ep.0].address);
             if ep.1 {
                 fin.flags = "URX";
             }
@@ -639,7 +638,7 @@ pub async fn handle(
                 None => {}
             }
             if let Some(ep) = ep {
-                fin.upstream_host = cluster.endpoints[ep].address.clone();
+                fin.upstream_host = keep(&cluster.endpoints[ep].address);
             }
             tracing::debug!(error = %e, route = %route.name, cluster = %cluster.name, "local response");
             fin.flags = match (e.flag(), retried) {
