@@ -26,5 +26,16 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# Every test runner's summary lines go to a log too, for the one closing line at the end.
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+
+step "cargo test (filters workspace: native unit tests of the built-in filters and weir-sdk)"
+(cd filters && CARGO_TARGET_DIR=../target/filters-native cargo test -j "$jobs") 2>&1 | tee -a "$results"
+
 step "cargo test"
-cargo test --workspace -j "$jobs" -- --test-threads="$jobs"
+cargo test --workspace -j "$jobs" -- --test-threads="$jobs" 2>&1 | tee -a "$results"
+
+# One closing line for the whole run: the sum of every `test result:` line above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$results"
