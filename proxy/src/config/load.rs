@@ -1223,7 +1223,7 @@ clusters:
         assert_eq!(
             errs(text),
             vec![
-                "w.yaml:2:1: unknown key `bogus` (expected one of `admin`, `listeners`, `clusters`, `filters`, `access_log`)",
+                "w.yaml:2:1: unknown key `bogus` (expected one of `admin`, `listeners`, `clusters`, `filters`, `access_log`, `tracing`)",
                 "w.yaml:6:5: listeners[0]: unknown key `adress` (expected one of `name`, `address`, `tls`, `filters`, `routes`, `limits`, `access_log`)",
                 "w.yaml:8:34: listeners[0].routes[0].match: unknown key `pth` (expected one of `path`, `path_prefix`, `path_regex`, `method`, `headers`, `query`, `hosts`)",
                 "w.yaml:10:33: listeners[0].routes[0].retries: unknown key `tries` (expected one of `attempts`, `per_try_timeout`, `on`)",
