@@ -313,3 +313,32 @@ fn bad_tracing_config_is_rejected_with_its_location() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Spans keep flowing across swaps: an unchanged `tracing:` keeps its exporter, a changed one
+/// (another collector) starts a new one and the old one stops receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_across_swaps() {
+    let up = Upstream::start("u1").await;
+    let a = Collector::start().await;
+    let b = Collector::start().await;
+    let dir = TempDir::new("observe-otlp-swap");
+    std::fs::write(dir.join("logger.wat"), wat::logger("t", "obs_swap")).unwrap();
+    let p = Proc::start_in(dir, &otlp_yaml(&up, &a.endpoint(), 1024), Opts::default()).await;
+    let mut c = p.h1("edge").await;
+    let server_spans = |s: &[Value]| s.iter().filter(|x| x["kind"] == 2).count();
+    c.get("/api/1").await;
+    a.wait_spans("first", |s| server_spans(s) == 1).await;
+    assert_eq!(p.reload().await, 2);
+    c.get("/api/2").await;
+    a.wait_spans("after an unchanged swap", |s| server_spans(s) == 2)
+        .await;
+    let text = std::fs::read_to_string(&p.config)
+        .unwrap()
+        .replace(&a.endpoint(), &b.endpoint());
+    std::fs::write(&p.config, text).unwrap();
+    assert_eq!(p.reload().await, 3);
+    c.get("/api/3").await;
+    b.wait_spans("on the new collector", |s| server_spans(s) == 1)
+        .await;
+    assert_eq!(server_spans(&a.spans()), 2);
+}
