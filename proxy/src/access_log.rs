@@ -133,7 +133,9 @@ impl AccessLogSink {
 /// One access log line.
 #[derive(Debug, Serialize)]
 pub struct AccessLogEntry<'a> {
-    pub start_time: String,
+    /// RFC 3339 with milliseconds, UTC (formatted straight into the line).
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub start_time: std::time::SystemTime,
     pub listener: &'a str,
     pub route: &'a str,
     pub cluster: &'a str,
@@ -152,5 +154,12 @@ pub struct AccessLogEntry<'a> {
     pub traceparent: &'a str,
     /// The mTLS peer's URI SAN (SPIFFE id), when the client presented a certificate.
     pub principal: Option<&'a str>,
-    pub downstream_remote_address: String,
+    pub downstream_remote_address: std::net::SocketAddr,
+}
+
+fn rfc3339_millis<S: serde::Serializer>(
+    t: &std::time::SystemTime,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
 }

@@ -228,7 +228,7 @@ impl Finish {
         }
         if let Some(log) = &self.listener.access_log {
             log.write(&AccessLogEntry {
-                start_time: humantime::format_rfc3339_millis(self.start_time).to_string(),
+                start_time: self.start_time,
                 listener: &self.listener.config.name,
                 route: &self.route,
                 cluster: &self.cluster,
@@ -246,7 +246,7 @@ impl Finish {
                 request_id: &self.request_id,
                 traceparent: &self.traceparent,
                 principal: self.principal.as_deref(),
-                downstream_remote_address: self.peer.to_string(),
+                downstream_remote_address: self.peer,
             });
         }
     }
