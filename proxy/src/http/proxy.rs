@@ -334,18 +334,26 @@ pub async fn handle(
     // The per-request strings of `Finish` only feed the access log and trace spans: without
     // either, the request path does not allocate them.
     let detailed = listener.access_log.is_some() || snap.tracer.is_some();
-    let keep = |s: &str| if detailed { s.to_string() } else { String::new() };
-    let authority = keep(parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or(""));
+    let keep = |s: &str| {
+        if detailed {
+            s.to_string()
+        } else {
+            String::new()
+        }
+    };
+    let authority = keep(
+        parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .unwrap_or(""),
+    );
     let request_id = headers::ensure_request_id(&mut parts.headers);
     let trace = snap.tracer.as_ref().map(|tracer| TraceHook {
         tracer: tracer.clone(),
@@ -374,7 +382,13 @@ pub async fn handle(
         cluster: String::new(),
         method: keep(parts.method.as_str()),
         authority,
-        path: keep(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
+        path: keep(
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/"),
+        ),
         protocol: version_str(parts.version),
         status: 0,
         flags: "-",
@@ -598,7 +612,9 @@ pub async fn handle(
                                     return Ok(observe(filter_response(&l), fin));
                                 }
                                 Some(BodyStop::TooLarge(_)) => ProxyError::ResponseBodyTooLarge,
-                                Some(BodyStop::Reset) | None => ProxyError::UpstreamReset(err.to_string()),
+                                Some(BodyStop::Reset) | None => {
+                                    ProxyError::UpstreamReset(err.to_string())
+                                }
                             };
                             fin.flags = e.flag();
                             return Ok(observe(e.to_response(), fin));

@@ -200,7 +200,12 @@ impl<B> FilteredBody<B> {
     }
 }
 
-fn body_step(stream: SharedStream, stop: Rc<RefCell<Option<BodyStop>>>, data: Bytes, eos: bool) -> Step {
+fn body_step(
+    stream: SharedStream,
+    stop: Rc<RefCell<Option<BodyStop>>>,
+    data: Bytes,
+    eos: bool,
+) -> Step {
     Box::pin(async move {
         let r = stream.lock().await.on_response_body(data, eos).await;
         let why = match r {
@@ -215,10 +220,17 @@ fn body_step(stream: SharedStream, stop: Rc<RefCell<Option<BodyStop>>>, data: By
     })
 }
 
-fn trailers_step(stream: SharedStream, stop: Rc<RefCell<Option<BodyStop>>>, trailers: http::HeaderMap) -> Step {
+fn trailers_step(
+    stream: SharedStream,
+    stop: Rc<RefCell<Option<BodyStop>>>,
+    trailers: http::HeaderMap,
+) -> Step {
     Box::pin(async move {
         let mut s = stream.lock().await;
-        let tf = match s.on_response_trailers(HeaderList::from_header_map(&trailers)).await {
+        let tf = match s
+            .on_response_trailers(HeaderList::from_header_map(&trailers))
+            .await
+        {
             Ok(tf) => tf,
             Err(e) => {
                 *stop.borrow_mut() = Some(BodyStop::TooLarge(e.status()));
@@ -282,7 +294,12 @@ where
             if this.inner_done {
                 if !this.eos_sent {
                     this.eos_sent = true;
-                    this.pending = Some(body_step(this.stream.clone(), this.stop.clone(), Bytes::new(), true));
+                    this.pending = Some(body_step(
+                        this.stream.clone(),
+                        this.stop.clone(),
+                        Bytes::new(),
+                        true,
+                    ));
                     continue;
                 }
                 return Poll::Ready(None);
@@ -302,13 +319,15 @@ where
                             this.eos_sent = true;
                             this.inner_done = true;
                         }
-                        this.pending = Some(body_step(this.stream.clone(), this.stop.clone(), data, eos));
+                        this.pending =
+                            Some(body_step(this.stream.clone(), this.stop.clone(), data, eos));
                     }
                     Err(frame) => {
                         if let Ok(t) = frame.into_trailers() {
                             this.eos_sent = true;
                             this.inner_done = true;
-                            this.pending = Some(trailers_step(this.stream.clone(), this.stop.clone(), t));
+                            this.pending =
+                                Some(trailers_step(this.stream.clone(), this.stop.clone(), t));
                         }
                     }
                 },
@@ -348,7 +367,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(f) = self.first.take() {
             return Poll::Ready(Some(Ok(f)));
         }

@@ -17,7 +17,10 @@ async fn http_call_to_a_cluster_through_the_pool() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.upstream_header("x-call-status").as_deref(), Some("200"));
         assert_eq!(r.upstream_header("x-call-body").as_deref(), Some("called"));
-        assert_eq!(r.upstream_header("x-call-upstream").as_deref(), Some("host"));
+        assert_eq!(
+            r.upstream_header("x-call-upstream").as_deref(),
+            Some("host")
+        );
         assert_eq!(up.calls(), i);
     }
     let text = metrics(&weir).await;

@@ -71,7 +71,9 @@ impl WasmHost {
     /// Compile (or fetch from the cache) a module: validates the ABI marker, the allocator
     /// export and the memory export, and pre-links it (`InstancePre`). Accepts WAT text too.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, WasmError> {
-        self.inner.ticker.call_once(|| spawn_ticker(Arc::downgrade(&self.inner)));
+        self.inner
+            .ticker
+            .call_once(|| spawn_ticker(Arc::downgrade(&self.inner)));
         let sha: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(m) = self.cached(&sha) {
             return Ok(m);

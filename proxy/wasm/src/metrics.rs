@@ -182,7 +182,6 @@ pub enum Phase {
 impl Phase {
     const COUNT: usize = 16;
 
-
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Start => "start",
