@@ -314,6 +314,8 @@ impl Proxy {
         if let Some(t) = self.admin_task {
             t.abort();
         }
+        // Access-log lines are buffered (flushed every 100 ms): write what is left.
+        crate::access_log::flush_all();
     }
 }
 
