@@ -1,11 +1,17 @@
 //! `weir-benches`: performance measurements of weir, kept out of the test suite.
 //!
+//! - `cargo bench -p weir-benches --bench hostcalls`: proxy-wasm hostcalls through the real host
+//!   (header get/add/replace, body get/set, property get, shared data CAS), 100 per request;
+//! - `cargo bench -p weir-benches --bench chain_length`: one request through 0, 1, 4, 8 filters;
 //! - `cargo bench -p weir-benches --bench route_match`: first-match over 10 and 1,000 compiled
 //!   routes (prefix, regex, header and mixed route sets);
 //! - `cargo bench -p weir-benches --bench balancer_pick`: one pick of each load-balancing policy
 //!   over 10 endpoints;
-//! - `benches/compare-nginx.sh`: nginx and weir side by side as reverse proxies to the same
-//!   upstream (requests/s, p99 latency, proxy CPU µs per request, as ratios to nginx).
+//! - `cargo bench -p weir-benches --bench snapshot_swap`: `weir::app::swap` on a running
+//!   in-process proxy, with and without the four built-in filters;
+//! - `benches/compare.sh`: nginx, haproxy, weir and weir with the four built-in filters as reverse
+//!   proxies to the same upstream (requests/s, p99 latency, proxy CPU µs per request, as ratios
+//!   to plain weir); `benches/compare-nginx.sh` runs only nginx and plain weir.
 //!
 //! This library holds the fixtures the criterion benches share: route sets and the requests
 //! that hit them.
