@@ -266,6 +266,12 @@ where
     Response::from_parts(parts, body)
 }
 
+/// The proxy's own answer for `e`, with its response flag.
+fn fail(e: ProxyError, mut fin: Finish) -> Response<ResponseBody> {
+    fin.flags = e.flag();
+    observe(e.to_response(), fin)
+}
+
 /// A filter's local response as a proxy response.
 fn filter_response(l: &weir_wasm::LocalResponse) -> Response<ProxyBody> {
     let r = crate::wasm::body::local_to_http(l);
@@ -423,8 +429,7 @@ pub async fn handle(
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max.get()) {
             let e = ProxyError::BodyTooLarge;
-            fin.flags = e.flag();
-            return Ok(observe(e.to_response(), fin));
+            return Ok(fail(e, fin));
         }
     }
     let body_empty = body.is_end_stream();
@@ -472,8 +477,7 @@ pub async fn handle(
                 filter: route.filters.join(","),
                 reason: "filters not prepared".into(),
             };
-            fin.flags = e.flag();
-            return Ok(observe(e.to_response(), fin));
+            return Ok(fail(e, fin));
         };
         let mut cs = chain.new_stream(stream_info(&conn, &fin, &route.name, &shared.node));
         if let Some(t) = &fin.trace {
@@ -494,8 +498,7 @@ pub async fn handle(
                         filter: route.filters.join(","),
                         reason: e.to_string(),
                     };
-                    fin.flags = e.flag();
-                    return Ok(observe(e.to_response(), fin));
+                    return Ok(fail(e, fin));
                 }
             },
             weir_wasm::Flow::LocalResponse(l) => {
@@ -507,8 +510,7 @@ pub async fn handle(
                     filter: route.filters.join(","),
                     reason: "stream reset".into(),
                 };
-                fin.flags = e.flag();
-                return Ok(observe(e.to_response(), fin));
+                return Ok(fail(e, fin));
             }
         }
         let shared_stream = Rc::new(tokio::sync::Mutex::new(cs));
@@ -550,8 +552,7 @@ pub async fn handle(
                     reason: "stream reset".into(),
                 },
             };
-            fin.flags = e.flag();
-            Ok(observe(e.to_response(), fin))
+            Ok(fail(e, fin))
         }
         Ok((resp, ep)) => {
             fin.upstream_service_time = Some(sent_at.elapsed());
@@ -616,8 +617,7 @@ pub async fn handle(
                                     ProxyError::UpstreamReset(err.to_string())
                                 }
                             };
-                            fin.flags = e.flag();
-                            return Ok(observe(e.to_response(), fin));
+                            return Ok(fail(e, fin));
                         }
                     };
                     let b: ResponseBody = Box::pin(Prepend::new(first, filtered));
@@ -629,8 +629,7 @@ pub async fn handle(
                 }
                 weir_wasm::Flow::Reset => {
                     let e = ProxyError::UpstreamReset("reset by a response filter".into());
-                    fin.flags = e.flag();
-                    Ok(observe(e.to_response(), fin))
+                    Ok(fail(e, fin))
                 }
             }
         }
