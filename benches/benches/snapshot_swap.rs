@@ -31,13 +31,26 @@ fn yaml(with_filters: bool, filters: &Path) -> String {
     );
     if with_filters {
         let f = filters.display();
-        y.push_str(&format!(
-            "filters:\n\
-  - name: auth\n    module: {f}/auth.wasm\n    config: {{ api_keys: {{ header: x-api-key, keys: {{ bench-key: bench }} }} }}\n\
-  - name: limit\n    module: {f}/rate_limit.wasm\n    config: {{ rate: 1000000000, per: second, key: global }}\n\
-  - name: headers\n    module: {f}/header_rewrite.wasm\n    config: {{ request: {{ set: {{ x-env: bench }} }}, response: {{ set: {{ x-proxied-by: weir }} }} }}\n\
-  - name: fault\n    module: {f}/fault.wasm\n    config: {{ abort: {{ status: 503, percent: 0 }} }}\n"
-        ));
+        // One line per element: a `\` line continuation would strip the YAML indentation.
+        let lines = [
+            "filters:".to_string(),
+            "  - name: auth".to_string(),
+            format!("    module: {f}/auth.wasm"),
+            "    config: { api_keys: { header: x-api-key, keys: { bench-key: bench } } }".to_string(),
+            "  - name: limit".to_string(),
+            format!("    module: {f}/rate_limit.wasm"),
+            "    config: { rate: 1000000000, per: second, key: global }".to_string(),
+            "  - name: headers".to_string(),
+            format!("    module: {f}/header_rewrite.wasm"),
+            "    config: { request: { set: { x-env: bench } }, response: { set: { x-proxied-by: weir } } }".to_string(),
+            "  - name: fault".to_string(),
+            format!("    module: {f}/fault.wasm"),
+            "    config: { abort: { status: 503, percent: 0 } }".to_string(),
+        ];
+        for l in lines {
+            y.push_str(&l);
+            y.push('\n');
+        }
     }
     y
 }
