@@ -49,6 +49,8 @@ pub struct Shared {
     pub wasm: weir_wasm::WasmHost,
     /// Serialises swaps (file reloads, admin, control plane).
     pub swap_lock: std::sync::Mutex<()>,
+    /// Serialises the per-worker instantiation of filter VMs (see `Worker::prepare`).
+    pub prepare_lock: std::sync::Mutex<()>,
     /// The control-plane version of the running snapshot (0: not from a control plane).
     pub control_version: AtomicU64,
     worker_tx: Vec<mpsc::UnboundedSender<WorkerCmd>>,
@@ -79,6 +81,7 @@ impl Shared {
             node,
             wasm,
             swap_lock: Default::default(),
+            prepare_lock: Default::default(),
             control_version: AtomicU64::new(0),
             worker_tx: tx,
             listeners: Default::default(),

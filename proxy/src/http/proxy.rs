@@ -57,7 +57,17 @@ impl Worker {
         // swaps would keep every version's VMs.
         let published = self.shared.snapshot.load().version;
         self.filters.borrow_mut().retain(|&v, _| v >= published);
-        let f = WorkerFilters::prepare(snap, self.services.clone())?;
+        // One worker at a time: a filter's proxy_on_vm_start / proxy_on_configure never runs
+        // concurrently with another worker's, so first-time shared-data initialisation there
+        // (which the ABI cannot make atomic: a CAS on a missing key creates it) is race-free.
+        let f = {
+            let _one_at_a_time = self
+                .shared
+                .prepare_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            WorkerFilters::prepare(snap, self.services.clone())?
+        };
         // Start each VM's local tasks now (tick timers, queue notifications), as Envoy does
         // when it creates a VM: a worker that has not served a request yet still ticks.
         for vm in f.vms.values() {
