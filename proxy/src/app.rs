@@ -129,6 +129,9 @@ pub fn run(opts: RunOptions) -> i32 {
 }
 
 async fn run_async(opts: RunOptions, cfg: Config) -> i32 {
+    // What `--watch` compares against: the file as it was when it was loaded (read before the
+    // ready line, so an edit made right after start-up is not mistaken for the loaded state).
+    let loaded = std::fs::read(&opts.config).ok();
     let start = StartOptions {
         workers: opts.workers,
         admin: opts.admin.clone(),
@@ -147,7 +150,11 @@ async fn run_async(opts: RunOptions, cfg: Config) -> i32 {
     println!("{}", proxy.ready_line());
     tracing::info!(workers = proxy.workers, "weir is ready");
     if opts.watch {
-        tokio::spawn(watch_file(opts.config.clone(), proxy.reloader.clone()));
+        tokio::spawn(watch_file(
+            opts.config.clone(),
+            loaded,
+            proxy.reloader.clone(),
+        ));
     }
     wait_for_shutdown(proxy.reloader.clone()).await;
     tracing::info!("shutting down: draining in-flight requests");
@@ -344,8 +351,7 @@ async fn wait_for_shutdown(reloader: crate::admin::Reloader) {
 }
 
 /// `--watch`: reloads when the file's contents change (checked twice a second).
-async fn watch_file(path: PathBuf, reloader: crate::admin::Reloader) {
-    let mut last = std::fs::read(&path).ok();
+async fn watch_file(path: PathBuf, mut last: Option<Vec<u8>>, reloader: crate::admin::Reloader) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
         tick.tick().await;
