@@ -190,6 +190,28 @@ impl ClusterState {
         }
     }
 
+    /// The URI of a request to endpoint `ep` (scheme of the cluster, the endpoint's authority).
+    pub fn endpoint_uri(
+        &self,
+        ep: usize,
+        path: http::uri::PathAndQuery,
+    ) -> Result<http::Uri, http::Error> {
+        http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.endpoints[ep].authority.clone())
+            .path_and_query(path)
+            .build()
+    }
+
+    /// The HTTP version requests to this cluster use.
+    pub fn http_version(&self) -> http::Version {
+        if self.config.http2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        }
+    }
+
     /// Whether active health checking finds no endpoint healthy (the request gets 503 UH).
     /// Outlier ejection never empties a cluster (`max_ejection_percent`), and when every
     /// remaining endpoint is ejected the balancer falls back to all of them (Envoy's panic mode).

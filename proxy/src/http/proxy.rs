@@ -699,11 +699,7 @@ async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let version = if cluster.config.http2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
+    let version = cluster.http_version();
     let max_requests = cluster.config.limits.max_requests;
     let mut body = Some(body);
     let mut headers = Some(parts.headers);
@@ -732,11 +728,8 @@ async fn forward(
         } else {
             headers.clone().unwrap_or_default()
         };
-        let uri = http::Uri::builder()
-            .scheme(cluster.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(path.clone())
-            .build()
+        let uri = cluster
+            .endpoint_uri(ep, path.clone())
             .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep, tries > 0))?;
         let mut req = Request::new(body.take().unwrap_or_else(empty_body));
         *req.method_mut() = parts.method.clone();
@@ -826,23 +819,14 @@ fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::r
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let Ok(uri) = http::Uri::builder()
-        .scheme(cluster.scheme.clone())
-        .authority(cluster.endpoints[ep].authority.clone())
-        .path_and_query(pq)
-        .build()
-    else {
+    let Ok(uri) = cluster.endpoint_uri(ep, pq) else {
         return;
     };
     let mut req = Request::new(empty_body());
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = parts.headers.clone();
-    *req.version_mut() = if cluster.config.http2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
+    *req.version_mut() = cluster.http_version();
     if let Some(h) = parts
         .headers
         .get(http::header::HOST)

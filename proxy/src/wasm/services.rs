@@ -48,21 +48,14 @@ impl HostServices for ProxyServices {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let uri = http::Uri::builder()
-            .scheme(c.scheme.clone())
-            .authority(c.endpoints[ep].authority.clone())
-            .path_and_query(pq)
-            .build()
+        let uri = c
+            .endpoint_uri(ep, pq)
             .map_err(|e| HttpCallError::Other(e.to_string()))?;
         let mut req = http::Request::new(crate::http::error::full(body));
         *req.method_mut() = parts.method;
         *req.uri_mut() = uri;
         *req.headers_mut() = parts.headers;
-        *req.version_mut() = if c.config.http2 {
-            http::Version::HTTP_2
-        } else {
-            http::Version::HTTP_11
-        };
+        *req.version_mut() = c.http_version();
         Ok(Box::pin(async move {
             let call = async {
                 let resp = client
