@@ -1,25 +1,39 @@
-//! Upstream connection pools: one hyper client per (cluster, worker), keyed by the cluster's
-//! identity so pools survive snapshot swaps that leave the cluster unchanged. The client keeps
-//! idle keep-alive connections per endpoint (bounded by `pool.max_idle_per_endpoint`, closed
-//! after `pool.idle_timeout`), speaks HTTP/1.1 or HTTP/2 (`http2: true`), and dials plain TCP
-//! or rustls TLS ([`UpstreamConnector`]).
+//! Upstream connection pools: one [`ClusterPool`] per (cluster, worker), keyed by the cluster's
+//! identity so pools survive snapshot swaps that leave the cluster unchanged.
+//!
+//! A pool lives on its worker thread (`!Send`, no locks): connections are `hyper::client::conn`
+//! handshakes whose connection tasks run on the worker's `LocalSet`.
+//! - HTTP/1.1 clusters keep a LIFO stack of idle connections per endpoint, at most
+//!   `pool.max_idle_per_endpoint`. A connection goes back to its stack when its response body
+//!   has been read to the end ([`UpstreamBody`]); one whose response was abandoned is closed.
+//! - HTTP/2 clusters (`http2: true`, or TLS that negotiated `h2`) share one multiplexed
+//!   connection per endpoint; a new one is dialed (once, however many requests wait) when it
+//!   closes.
+//! - Idle connections close `pool.idle_timeout` after their last use (a timer per pool that
+//!   sleeps until the oldest idle connection expires).
+//! - A pooled connection the upstream closed is never handed out; when the upstream closes it
+//!   while a request is being handed to it (before any byte is written), the request is sent
+//!   on another connection instead — never a spurious 502.
+//!
+//! Dialing is TCP (connect timeout, `TCP_NODELAY`), then rustls TLS when the cluster has `tls:`.
 
 use super::ClusterState;
-use crate::http::{BoxError, ProxyBody};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use crate::http::server::LocalExec;
+use crate::http::ProxyBody;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
 use std::pin::Pin;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-
-/// The pooled client of one cluster on one worker.
-pub type UpstreamClient = Client<UpstreamConnector, ProxyBody>;
 
 /// Upstream TLS settings prepared at snapshot build.
 #[derive(Clone)]
@@ -29,54 +43,18 @@ pub struct UpstreamTls {
     pub sni: Option<ServerName<'static>>,
 }
 
-/// Dials an endpoint: TCP (with connect timeout and TCP_NODELAY), then TLS when configured.
-#[derive(Clone)]
-pub struct UpstreamConnector {
-    http: HttpConnector,
-    tls: Option<UpstreamTls>,
+/// Why a request could not be sent or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// No connection could be established (TCP, TLS or the HTTP/2 handshake).
+    #[error("connect to {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    /// The connection failed after the request was handed to it.
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
 }
 
-impl UpstreamConnector {
-    pub fn new(connect_timeout: std::time::Duration, tls: Option<UpstreamTls>) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        UpstreamConnector { http, tls }
-    }
-}
-
-impl tower_service::Service<http::Uri> for UpstreamConnector {
-    type Response = UpstreamStream;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<UpstreamStream, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.http.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let mut http = self.http.clone();
-        let tls = self.tls.clone();
-        Box::pin(async move {
-            let tcp = http.call(uri.clone()).await?;
-            let Some(tls) = tls else {
-                return Ok(UpstreamStream::Plain(tcp));
-            };
-            let name = match tls.sni {
-                Some(n) => n,
-                None => {
-                    let host = uri.host().unwrap_or("localhost").trim_matches(['[', ']']);
-                    ServerName::try_from(host.to_string())?
-                }
-            };
-            let stream = tokio_rustls::TlsConnector::from(tls.config)
-                .connect(name, tcp.into_inner())
-                .await?;
-            Ok(UpstreamStream::Tls(Box::new(TokioIo::new(stream))))
-        })
-    }
-}
+// === impl dialing ===
 
 /// A dialed upstream connection.
 pub enum UpstreamStream {
@@ -84,19 +62,12 @@ pub enum UpstreamStream {
     Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
 }
 
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
+impl UpstreamStream {
+    /// Whether TLS negotiated HTTP/2 (ALPN `h2`).
+    fn negotiated_h2(&self) -> bool {
         match self {
-            UpstreamStream::Plain(s) => s.connected(),
-            UpstreamStream::Tls(s) => {
-                let (tcp, conn) = s.inner().get_ref();
-                let c = tcp.connected();
-                if conn.alpn_protocol() == Some(b"h2") {
-                    c.negotiated_h2()
-                } else {
-                    c
-                }
-            }
+            UpstreamStream::Plain(_) => false,
+            UpstreamStream::Tls(s) => s.inner().get_ref().1.alpn_protocol() == Some(b"h2"),
         }
     }
 }
@@ -159,34 +130,375 @@ impl hyper::rt::Write for UpstreamStream {
     }
 }
 
-/// Builds the pooled client for one cluster (called once per worker per cluster).
-pub fn build_client(cluster: &ClusterState) -> UpstreamClient {
-    let cfg = &cluster.config;
-    let connector = UpstreamConnector::new(cfg.connect_timeout.get(), cluster.tls.clone());
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(cfg.pool.idle_timeout.get())
-        .pool_max_idle_per_host(cfg.pool.max_idle_per_endpoint)
-        .http2_only(cfg.http2);
-    builder.build(connector)
+/// Dials endpoint `ep` of `cluster`: TCP with the connect timeout, then TLS when configured.
+async fn dial(cluster: &ClusterState, ep: usize) -> Result<UpstreamStream, PoolError> {
+    let endpoint = &cluster.endpoints[ep];
+    let fail = |reason: String| PoolError::Connect {
+        endpoint: endpoint.address.clone(),
+        reason,
+    };
+    let connect = async {
+        match endpoint.socket {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect(endpoint.address.as_str()).await,
+        }
+    };
+    let timeout = cluster.config.connect_timeout.get();
+    let tcp = match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Err(_) => return Err(fail(format!("timed out after {timeout:?}"))),
+    };
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = &cluster.tls else {
+        return Ok(UpstreamStream::Plain(TokioIo::new(tcp)));
+    };
+    let name = match &tls.sni {
+        Some(n) => n.clone(),
+        None => {
+            let host = endpoint.authority.host().trim_matches(['[', ']']);
+            ServerName::try_from(host.to_string()).map_err(|e| fail(e.to_string()))?
+        }
+    };
+    let handshake = tokio_rustls::TlsConnector::from(tls.config.clone()).connect(name, tcp);
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(s)) => Ok(UpstreamStream::Tls(Box::new(TokioIo::new(s)))),
+        Ok(Err(e)) => Err(fail(format!("TLS: {e}"))),
+        Err(_) => Err(fail(format!("TLS handshake timed out after {timeout:?}"))),
+    }
 }
 
-/// The pools of one worker: cluster identity → client. `!Sync`, lives on its worker thread.
+/// A fresh connection to `ep`, its connection task spawned on this worker.
+async fn connect(cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
+    let io = dial(cluster, ep).await?;
+    let fail = |e: hyper::Error| PoolError::Connect {
+        endpoint: cluster.endpoints[ep].address.clone(),
+        reason: e.to_string(),
+    };
+    if cluster.config.http2 || io.negotiated_h2() {
+        let (tx, conn) = http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(fail)?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended");
+            }
+        });
+        Ok(Conn::H2(tx))
+    } else {
+        let (tx, conn) = http1::Builder::new().handshake(io).await.map_err(fail)?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(Conn::H1(tx))
+    }
+}
+
+/// A connection handed to one request.
+enum Conn {
+    H1(http1::SendRequest<ProxyBody>),
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+// === impl ClusterPool ===
+
+/// An idle HTTP/1.1 connection.
+struct Idle {
+    tx: http1::SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// The connections of one endpoint.
+#[derive(Default)]
+struct EndpointConns {
+    /// Idle HTTP/1.1 connections, most recently used last.
+    idle: Vec<Idle>,
+    /// The shared HTTP/2 connection and when a request last used it.
+    h2: Option<(http2::SendRequest<ProxyBody>, Instant)>,
+    /// Serialises HTTP/2 dials: requests arriving while one is underway wait for it.
+    h2_dial: Rc<tokio::sync::Mutex<()>>,
+}
+
+/// The upstream connections of one cluster on one worker.
+pub struct ClusterPool {
+    endpoints: RefCell<Vec<EndpointConns>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    /// Wakes the idle reaper: a connection became idle, or the pool is dropped.
+    reaper: Rc<tokio::sync::Notify>,
+}
+
+impl Drop for ClusterPool {
+    fn drop(&mut self) {
+        self.reaper.notify_one();
+    }
+}
+
+impl ClusterPool {
+    fn new(cluster: &ClusterState) -> Rc<ClusterPool> {
+        let pool = Rc::new(ClusterPool {
+            endpoints: RefCell::new(
+                (0..cluster.endpoints.len())
+                    .map(|_| EndpointConns::default())
+                    .collect(),
+            ),
+            max_idle: cluster.config.pool.max_idle_per_endpoint,
+            idle_timeout: cluster.config.pool.idle_timeout.get(),
+            reaper: Rc::new(tokio::sync::Notify::new()),
+        });
+        tokio::task::spawn_local(reap_idle(Rc::downgrade(&pool), pool.reaper.clone()));
+        pool
+    }
+
+    /// Sends `req` to endpoint `ep` on a pooled connection (or a new one). The response body
+    /// returns the connection to the pool when it has been read to the end.
+    pub async fn send(
+        self: &Rc<Self>,
+        cluster: &ClusterState,
+        ep: usize,
+        mut req: http::Request<ProxyBody>,
+    ) -> Result<http::Response<UpstreamBody>, PoolError> {
+        loop {
+            let (conn, reused) = match self.checkout(ep).await {
+                Some(c) => (c, true),
+                None => (self.connect(cluster, ep).await?, false),
+            };
+            let err = match conn {
+                Conn::H1(mut tx) => match tx.try_send_request(req).await {
+                    Ok(resp) => return Ok(self.attach(resp, ep, Some(tx))),
+                    Err(e) => e,
+                },
+                Conn::H2(mut tx) => match tx.try_send_request(req).await {
+                    Ok(resp) => return Ok(self.attach(resp, ep, None)),
+                    Err(e) => {
+                        self.forget_h2(ep, &tx);
+                        e
+                    }
+                },
+            };
+            // The connection closed before the request was written: try another connection.
+            // A request that a brand-new connection would not take fails.
+            let mut err = err;
+            match err.take_message() {
+                Some(r) if reused => req = r,
+                _ => return Err(PoolError::Http(err.into_error())),
+            }
+        }
+    }
+
+    /// A pooled connection to `ep` that is ready for a request, if one is open.
+    async fn checkout(&self, ep: usize) -> Option<Conn> {
+        loop {
+            let mut tx = {
+                let mut eps = self.endpoints.borrow_mut();
+                let e = &mut eps[ep];
+                if let Some((tx, used)) = &mut e.h2 {
+                    if !tx.is_closed() {
+                        *used = Instant::now();
+                        return Some(Conn::H2(tx.clone()));
+                    }
+                    e.h2 = None;
+                }
+                let idle = e.idle.pop()?;
+                idle.tx
+            };
+            if tx.is_closed() {
+                continue;
+            }
+            // Usually ready already: the connection task went idle when it read the end of
+            // the previous response. Otherwise it is about to (or is closing: skip it).
+            if tx.is_ready() || tx.ready().await.is_ok() {
+                return Some(Conn::H1(tx));
+            }
+        }
+    }
+
+    /// Dials `ep`. HTTP/2 dials are shared: one connection per endpoint.
+    async fn connect(&self, cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
+        if !cluster.config.http2 {
+            return connect(cluster, ep).await;
+        }
+        let lock = self.endpoints.borrow()[ep].h2_dial.clone();
+        let _dialing = lock.lock().await;
+        if let Some(c) = self.shared_h2(ep) {
+            return Ok(c); // dialed by the request we waited for
+        }
+        let conn = connect(cluster, ep).await?;
+        if let Conn::H2(tx) = &conn {
+            self.endpoints.borrow_mut()[ep].h2 = Some((tx.clone(), Instant::now()));
+        }
+        Ok(conn)
+    }
+
+    fn shared_h2(&self, ep: usize) -> Option<Conn> {
+        let eps = self.endpoints.borrow();
+        match &eps[ep].h2 {
+            Some((tx, _)) if !tx.is_closed() => Some(Conn::H2(tx.clone())),
+            _ => None,
+        }
+    }
+
+    fn forget_h2(&self, ep: usize, dead: &http2::SendRequest<ProxyBody>) {
+        let mut eps = self.endpoints.borrow_mut();
+        if eps[ep].h2.as_ref().is_some_and(|(tx, _)| tx.is_closed()) || dead.is_closed() {
+            eps[ep].h2 = None;
+        }
+    }
+
+    fn attach(
+        self: &Rc<Self>,
+        resp: http::Response<Incoming>,
+        ep: usize,
+        tx: Option<http1::SendRequest<ProxyBody>>,
+    ) -> http::Response<UpstreamBody> {
+        let (parts, body) = resp.into_parts();
+        let mut body = UpstreamBody {
+            inner: body,
+            checkin: tx.map(|tx| Checkin {
+                pool: Rc::downgrade(self),
+                ep,
+                tx,
+            }),
+        };
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        http::Response::from_parts(parts, body)
+    }
+
+    /// Takes back an HTTP/1.1 connection whose response is complete.
+    fn checkin(&self, ep: usize, tx: http1::SendRequest<ProxyBody>) {
+        if tx.is_closed() || self.max_idle == 0 {
+            return;
+        }
+        let mut eps = self.endpoints.borrow_mut();
+        let Some(e) = eps.get_mut(ep) else { return };
+        if e.idle.len() >= self.max_idle {
+            return; // dropping `tx` closes the connection
+        }
+        let first = e.idle.is_empty();
+        e.idle.push(Idle {
+            tx,
+            since: Instant::now(),
+        });
+        if first {
+            self.reaper.notify_one();
+        }
+    }
+
+    /// Closes connections idle for `idle_timeout`; returns when the next one expires.
+    fn reap(&self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for e in self.endpoints.borrow_mut().iter_mut() {
+            e.idle
+                .retain(|i| !i.tx.is_closed() && now.duration_since(i.since) < self.idle_timeout);
+            if let Some(oldest) = e.idle.first() {
+                earliest(oldest.since + self.idle_timeout);
+            }
+            if let Some((tx, used)) = &e.h2 {
+                if tx.is_closed() || now.duration_since(*used) >= self.idle_timeout {
+                    // In-flight streams keep the connection until they finish.
+                    e.h2 = None;
+                } else {
+                    earliest(*used + self.idle_timeout);
+                }
+            }
+        }
+        next
+    }
+}
+
+/// The idle reaper of one pool; ends with the pool. It holds no strong reference while it
+/// waits (`Notify::notify_one` keeps a wake-up sent while it is not waiting).
+async fn reap_idle(pool: Weak<ClusterPool>, wake: Rc<tokio::sync::Notify>) {
+    loop {
+        let next = {
+            let Some(p) = pool.upgrade() else { return };
+            p.reap(Instant::now())
+        };
+        match next {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => wake.notified().await,
+        }
+    }
+}
+
+/// An HTTP/1.1 connection to give back when its response body ends.
+struct Checkin {
+    pool: Weak<ClusterPool>,
+    ep: usize,
+    tx: http1::SendRequest<ProxyBody>,
+}
+
+// === impl UpstreamBody ===
+
+/// An upstream response body; reading it to the end returns its connection to the pool.
+pub struct UpstreamBody {
+    inner: Incoming,
+    checkin: Option<Checkin>,
+}
+
+impl UpstreamBody {
+    fn finish(&mut self) {
+        if let Some(c) = self.checkin.take() {
+            if let Some(pool) = c.pool.upgrade() {
+                pool.checkin(c.ep, c.tx);
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => self.finish(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
+            // An error leaves the connection in an unknown state: it is not reused.
+            Poll::Ready(Some(Err(_))) => self.checkin = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl WorkerPools ===
+
+/// The pools of one worker: cluster identity → pool. `!Sync`, lives on its worker thread.
 #[derive(Default)]
 pub struct WorkerPools {
-    clients: RefCell<HashMap<u64, UpstreamClient>>,
+    pools: RefCell<HashMap<u64, Rc<ClusterPool>>>,
     seen_version: std::cell::Cell<u64>,
 }
 
 impl WorkerPools {
-    /// The client for `cluster`, created on first use on this worker.
-    pub fn client(&self, cluster: &ClusterState) -> UpstreamClient {
-        let mut map = self.clients.borrow_mut();
-        map.entry(cluster.id)
-            .or_insert_with(|| build_client(cluster))
-            .clone()
+    /// The pool for `cluster`, created on first use on this worker.
+    pub fn pool(&self, cluster: &ClusterState) -> Rc<ClusterPool> {
+        if let Some(p) = self.pools.borrow().get(&cluster.id) {
+            return p.clone();
+        }
+        let p = ClusterPool::new(cluster);
+        self.pools.borrow_mut().insert(cluster.id, p.clone());
+        p
     }
 
     /// Drops pools of clusters no longer in the running snapshot (called when a worker first
@@ -196,6 +508,6 @@ impl WorkerPools {
             return;
         }
         self.seen_version.set(version);
-        self.clients.borrow_mut().retain(|id, _| live(*id));
+        self.pools.borrow_mut().retain(|id, _| live(*id));
     }
 }

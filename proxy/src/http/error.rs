@@ -115,12 +115,14 @@ pub fn full(bytes: Bytes) -> ProxyBody {
         .boxed_unsync()
 }
 
-/// Classifies a hyper client error into the proxy error it means.
-pub fn classify_client_error(err: &hyper_util::client::legacy::Error) -> ProxyError {
-    if err.is_connect() {
-        return ProxyError::ConnectFailure(error_chain(err));
+/// Classifies an upstream pool error into the proxy error it means.
+pub fn classify_client_error(err: &crate::cluster::pool::PoolError) -> ProxyError {
+    match err {
+        crate::cluster::pool::PoolError::Connect { .. } => {
+            ProxyError::ConnectFailure(error_chain(err))
+        }
+        crate::cluster::pool::PoolError::Http(_) => ProxyError::UpstreamReset(error_chain(err)),
     }
-    ProxyError::UpstreamReset(error_chain(err))
 }
 
 /// Formats an error with its sources, for logs.

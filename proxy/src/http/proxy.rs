@@ -5,7 +5,7 @@ use super::error::{classify_client_error, full, ProxyError};
 use super::{headers, BoxError, ProxyBody, ResponseBody};
 use crate::access_log::AccessLogEntry;
 use crate::cluster::balancer::PickContext;
-use crate::cluster::pool::WorkerPools;
+use crate::cluster::pool::{UpstreamBody, WorkerPools};
 use crate::cluster::ClusterState;
 use crate::metrics::RequestStats;
 use crate::route::matcher::RequestView;
@@ -572,7 +572,7 @@ pub async fn handle(
             }
             let (mut rparts, rbody) = resp.into_parts();
             headers::strip_hop_by_hop(&mut rparts.headers);
-            let rbody = rbody.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+            let rbody = rbody.map_err(|e| Box::new(e) as BoxError);
             let Some(stream) = stream else {
                 return Ok(observe(Response::from_parts(rparts, rbody), fin));
             };
@@ -689,8 +689,8 @@ async fn forward(
     body: ProxyBody,
     body_empty: bool,
     start: Instant,
-) -> Result<(Response<Incoming>, (usize, bool)), (ProxyError, Option<usize>, bool)> {
-    let client = worker.pools.client(cluster);
+) -> Result<(Response<UpstreamBody>, (usize, bool)), (ProxyError, Option<usize>, bool)> {
+    let pool = worker.pools.pool(cluster);
     let deadline = route.timeout.map(|t| start + t);
     let retry = route.retry.clone().unwrap_or_default();
     let retries = if body_empty { retry.retries } else { 0 };
@@ -744,7 +744,7 @@ async fn forward(
         }
         cluster.active.fetch_add(1, Ordering::Relaxed);
         cluster.balancer.on_request_start(ep);
-        let fut = client.request(req);
+        let fut = pool.send(cluster, ep, req);
         let outcome = match budget {
             Some(b) => tokio::time::timeout(b, fut).await.ok(),
             None => Some(fut.await),
@@ -805,7 +805,7 @@ async fn forward(
 
 /// Fire-and-forget copy of a body-less request to the mirror cluster (`Host` gets `-shadow`).
 fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::request::Parts) {
-    let client = worker.pools.client(&cluster);
+    let pool = worker.pools.pool(&cluster);
     let ctx = PickContext {
         headers: &parts.headers,
         source_ip: None,
@@ -837,7 +837,7 @@ fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::r
         }
     }
     tokio::task::spawn_local(async move {
-        if let Ok(resp) = client.request(req).await {
+        if let Ok(resp) = pool.send(&cluster, ep, req).await {
             let _ = resp.into_body().collect().await;
         }
     });

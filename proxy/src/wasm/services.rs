@@ -30,7 +30,7 @@ impl HostServices for ProxyServices {
             .get(cluster)
             .cloned()
             .ok_or_else(|| HttpCallError::UnknownCluster(cluster.to_string()))?;
-        let client = worker.pools.client(&c);
+        let pool = worker.pools.pool(&c);
         let (parts, body) = request.into_parts();
         let ctx = crate::cluster::balancer::PickContext {
             headers: &parts.headers,
@@ -58,8 +58,8 @@ impl HostServices for ProxyServices {
         *req.version_mut() = c.http_version();
         Ok(Box::pin(async move {
             let call = async {
-                let resp = client
-                    .request(req)
+                let resp = pool
+                    .send(&c, ep, req)
                     .await
                     .map_err(|e| crate::http::error::error_chain(&e))?;
                 let status = resp.status().as_u16();
