@@ -198,6 +198,31 @@ async fn connect(cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
     }
 }
 
+/// An HTTP/1.1 request as it goes on the wire: `Host` from the URI when absent, and the
+/// origin-form target (`/path?query`) instead of the absolute URI the request path builds (which
+/// HTTP/2 needs for `:scheme` and `:authority`).
+fn origin_form(mut req: http::Request<ProxyBody>) -> http::Request<ProxyBody> {
+    if !req.headers().contains_key(http::header::HOST) {
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+    }
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *req.uri_mut() = http::Uri::from(pq);
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+    req
+}
+
 /// A connection handed to one request.
 enum Conn {
     H1(http1::SendRequest<ProxyBody>),
@@ -268,7 +293,7 @@ impl ClusterPool {
                 None => (self.connect(cluster, ep).await?, false),
             };
             let err = match conn {
-                Conn::H1(mut tx) => match tx.try_send_request(req).await {
+                Conn::H1(mut tx) => match tx.try_send_request(origin_form(req)).await {
                     Ok(resp) => return Ok(self.attach(resp, ep, Some(tx))),
                     Err(e) => e,
                 },

@@ -1,23 +1,36 @@
 //! Proxy header hygiene: hop-by-hop removal, `x-forwarded-*`, `x-request-id`.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::cell::Cell;
 
-static HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-];
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `keep-alive` / `proxy-connection`).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::TE
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+}
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 /// `trailers` in `te` is kept for gRPC-style requests (as Envoy does).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names, no hashing.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
+        .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -27,70 +40,93 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     let te_trailers = headers
-        .get(http::header::TE)
+        .get(header::TE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    for name in HOP_BY_HOP {
+    for name in [
+        header::CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
         headers.remove(name);
     }
     if te_trailers {
-        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
-/// Appends the client address to `x-forwarded-for` and sets `x-forwarded-proto`.
-pub fn set_forwarded(headers: &mut HeaderMap, client: std::net::IpAddr, https: bool) {
-    let ip = client.to_string();
-    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+/// The `x-forwarded-for` value a connection from `client` adds (computed once per connection).
+pub fn client_ip_value(client: std::net::IpAddr) -> HeaderValue {
+    HeaderValue::try_from(client.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Appends the client address (`client_ip`, from [`client_ip_value`]) to `x-forwarded-for` and
+/// sets `x-forwarded-proto`.
+pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, https: bool) {
+    let value = match headers.get(X_FORWARDED_FOR) {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => Some(client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert("x-forwarded-for", v);
+    if let Some(v) = value {
+        headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if https { "https" } else { "http" }),
     );
 }
 
 /// Returns the request id, generating (and inserting) a UUIDv4 when absent or invalid.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> String {
-    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        if !id.is_empty() {
-            return id.to_string();
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(X_REQUEST_ID) {
+        if !id.is_empty() && id.to_str().is_ok() {
+            return id.clone();
         }
     }
-    let id = new_uuid();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert("x-request-id", v);
-    }
+    let id = new_uuid_value();
+    headers.insert(X_REQUEST_ID, id.clone());
     id
 }
 
 /// W3C trace context: keeps the caller's trace id (or starts a trace) and sets a new span id for
 /// the upstream hop, so the upstream's parent is this proxy. Returns the `traceparent` sent.
 /// `tracestate`, `b3` and `x-b3-*` headers pass through untouched.
-pub fn propagate_traceparent(headers: &mut HeaderMap) -> String {
-    let span: [u8; 8] = rand::random();
+pub fn propagate_traceparent(headers: &mut HeaderMap) -> HeaderValue {
+    // 00-<32 hex trace>-<16 hex span>-<2 hex flags>
+    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-01";
     let incoming = headers
-        .get("traceparent")
+        .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_traceparent);
-    let value = match incoming {
-        Some((trace, flags)) => format!("00-{trace}-{}-{flags}", hex::encode(span)),
-        None => {
-            let trace: [u8; 16] = rand::random();
-            format!("00-{}-{}-01", hex::encode(trace), hex::encode(span))
+    match incoming {
+        Some((trace, flags)) => {
+            buf[3..35].copy_from_slice(trace.as_bytes());
+            buf[53..55].copy_from_slice(flags.as_bytes());
         }
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert("traceparent", v);
+        None => {
+            let (a, b) = (fast_random(), fast_random());
+            hex_into(&mut buf[3..19], &a.to_be_bytes());
+            hex_into(&mut buf[19..35], &b.to_be_bytes());
+        }
     }
-    value
+    hex_into(&mut buf[36..52], &nonzero_random().to_be_bytes());
+    let v = HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static(""));
+    headers.insert(TRACEPARENT, v.clone());
+    v
 }
 
 /// `(trace id, flags)` of a valid version-00 `traceparent`.
@@ -115,18 +151,61 @@ fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
 
 /// A random RFC 4122 version 4 UUID.
 pub fn new_uuid() -> String {
-    let mut b: [u8; 16] = rand::random();
+    new_uuid_value().to_str().unwrap_or_default().to_string()
+}
+
+/// A random RFC 4122 version 4 UUID as a header value.
+fn new_uuid_value() -> HeaderValue {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&fast_random().to_be_bytes());
+    b[8..].copy_from_slice(&fast_random().to_be_bytes());
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1; // the dash
+        }
+        hex_into(&mut out[at..at + 2], &[*byte]);
+        at += 2;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Lower-case hex of `bytes` into `out` (`out.len() == 2 * bytes.len()`).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+}
+
+thread_local! {
+    /// Per-thread wyrand state, seeded once from the OS-seeded thread RNG.
+    static RNG: Cell<u64> = Cell::new(rand::random());
+}
+
+/// A fast non-cryptographic random number (wyrand) for request and span ids: unique enough
+/// for tracing (as Envoy's ids), never used for secrets.
+pub fn fast_random() -> u64 {
+    RNG.with(|s| {
+        let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+        s.set(x);
+        let t = u128::from(x) * u128::from(x ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
+}
+
+/// A non-zero [`fast_random`] (span ids must not be all zeros).
+fn nonzero_random() -> u64 {
+    loop {
+        let r = fast_random();
+        if r != 0 {
+            return r;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -153,7 +232,11 @@ mod tests {
     fn forwarded_appends() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false);
+        set_forwarded(
+            &mut h,
+            &client_ip_value("127.0.0.1".parse().unwrap()),
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
     }
@@ -162,9 +245,11 @@ mod tests {
     fn traceparent_created_or_continued() {
         let mut h = HeaderMap::new();
         let made = propagate_traceparent(&mut h);
+        let made = made.to_str().unwrap().to_string();
         assert_eq!(made.len(), 55);
         let trace = &made[3..35];
         let again = propagate_traceparent(&mut h);
+        let again = again.to_str().unwrap();
         assert_eq!(&again[3..35], trace, "same trace");
         assert_ne!(&again[36..52], &made[36..52], "new span");
         let mut bad = HeaderMap::new();
@@ -177,6 +262,10 @@ mod tests {
         let mut h = HeaderMap::new();
         let id = ensure_request_id(&mut h);
         assert_eq!(id.len(), 36);
+        let u = id.to_str().unwrap();
+        assert_eq!(&u[14..15], "4", "version 4: {u}");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "variant: {u}");
+        assert_eq!(u.matches('-').count(), 4);
         assert_eq!(ensure_request_id(&mut h), id);
     }
 }

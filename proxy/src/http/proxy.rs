@@ -105,6 +105,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: Option<TlsInfo>,
+    /// `peer`'s IP as the `x-forwarded-for` element this connection's requests append.
+    pub client_ip: HeaderValue,
 }
 
 /// The TLS session of a downstream connection.
@@ -151,8 +153,8 @@ struct Finish {
     bytes_received: Arc<AtomicU64>,
     upstream_host: String,
     upstream_service_time: Option<Duration>,
-    request_id: String,
-    traceparent: String,
+    request_id: HeaderValue,
+    traceparent: HeaderValue,
     principal: Option<String>,
     peer: SocketAddr,
     /// Set when spans are exported (`tracing.otlp`).
@@ -172,7 +174,9 @@ impl TraceHook {
     /// The SERVER span (id = the span id sent upstream) and one child per filter callback.
     fn spans(&self, fin: &Finish, flags: &str, elapsed: Duration) -> Vec<crate::trace::SpanRecord> {
         use crate::trace::{AttrValue, SpanKind, SpanRecord};
-        let Some((trace_id, span_id, _)) = crate::trace::parse_traceparent(&fin.traceparent) else {
+        let Some((trace_id, span_id, _)) =
+            crate::trace::parse_traceparent(fin.traceparent.to_str().unwrap_or(""))
+        else {
             return Vec::new();
         };
         let timings = std::mem::take(&mut *self.timings.lock().unwrap_or_else(|e| e.into_inner()));
@@ -201,7 +205,7 @@ impl TraceHook {
                 ("upstream", s(&fin.upstream_host)),
                 ("listener", s(&fin.listener.config.name)),
                 ("response_flags", s(flags)),
-                ("request_id", s(&fin.request_id)),
+                ("request_id", s(fin.request_id.to_str().unwrap_or(""))),
             ],
             error: fin.status >= 500 || fin.status == 0,
         });
@@ -253,8 +257,8 @@ impl Finish {
                 duration_ms: elapsed.as_secs_f64() * 1e3,
                 upstream_host: &self.upstream_host,
                 upstream_service_time_ms: self.upstream_service_time.map(|d| d.as_secs_f64() * 1e3),
-                request_id: &self.request_id,
-                traceparent: &self.traceparent,
+                request_id: self.request_id.to_str().unwrap_or(""),
+                traceparent: self.traceparent.to_str().unwrap_or(""),
                 principal: self.principal.as_deref(),
                 downstream_remote_address: self.peer,
             });
@@ -315,7 +319,7 @@ fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_w
         peer_uri_sans: peer.map(|p| p.uri_sans.clone()).unwrap_or_default(),
         peer_dns_sans: peer.map(|p| p.dns_sans.clone()).unwrap_or_default(),
         peer_subject: peer.and_then(|p| p.subject.clone()),
-        request_id: Some(fin.request_id.clone()),
+        request_id: fin.request_id.to_str().ok().map(str::to_string),
         protocol: Some(fin.protocol.to_string()),
         start_time: fin.start_time,
         start_instant: fin.start,
@@ -382,7 +386,6 @@ pub async fn handle(
         timings: Default::default(),
     });
     let traceparent = headers::propagate_traceparent(&mut parts.headers);
-    let traceparent = if detailed { traceparent } else { String::new() };
     let principal = conn
         .tls
         .as_ref()
@@ -466,7 +469,7 @@ pub async fn handle(
         parts.headers.insert(http::header::HOST, h.clone());
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::set_forwarded(&mut parts.headers, conn.peer.ip(), conn.tls.is_some());
+    headers::set_forwarded(&mut parts.headers, &conn.client_ip, conn.tls.is_some());
 
     let cluster = route.pick_cluster(rand::random()).clone();
     fin.cluster = keep(&cluster.name);

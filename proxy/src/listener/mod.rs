@@ -327,6 +327,7 @@ async fn serve_tcp(
                 peer,
                 local,
                 tls: None,
+                client_ip: crate::http::headers::client_ip_value(peer.ip()),
             });
             crate::http::server::serve(tcp, None, &limits, worker, conn, shutdown, activity).await;
             conn_stream::linger(socket).await;
@@ -367,6 +368,7 @@ async fn serve_tcp(
                 peer,
                 local,
                 tls: Some(info),
+                client_ip: crate::http::headers::client_ip_value(peer.ip()),
             });
             crate::http::server::serve(stream, h2, &limits, worker, conn, shutdown, activity).await;
             conn_stream::linger(socket).await;

@@ -88,10 +88,17 @@ async fn forwarded_headers_request_id_and_host() {
     let weir = Weir::start(&yaml(&up)).await;
     let mut c = weir.h1("edge").await;
 
-    let r = c.get_with("/fwd", &[]).await;
+    let r = c.get_with("/fwd?q=1", &[]).await;
     assert_eq!(
         r.upstream_header("x-forwarded-for").as_deref(),
         Some("127.0.0.1")
+    );
+    // HTTP/1.1 upstreams get the origin-form target, not an absolute URI.
+    let j = r.json();
+    assert_eq!(j["path"], "/fwd?q=1", "{j}");
+    assert!(
+        j["authority"].is_null(),
+        "absolute-form target upstream: {j}"
     );
     assert_eq!(
         r.upstream_header("x-forwarded-proto").as_deref(),
