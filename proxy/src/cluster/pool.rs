@@ -223,6 +223,24 @@ fn origin_form(mut req: http::Request<ProxyBody>) -> http::Request<ProxyBody> {
     req
 }
 
+/// A copy of a body-less idempotent request, to send again when a reused connection turns out
+/// to be closed (`None` for other requests).
+fn replayable(req: &http::Request<ProxyBody>) -> Option<http::Request<ProxyBody>> {
+    if !req.method().is_idempotent() || !req.body().is_end_stream() {
+        return None;
+    }
+    use http_body_util::BodyExt;
+    let empty = http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut copy = http::Request::new(empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
 /// A connection handed to one request.
 enum Conn {
     H1(http1::SendRequest<ProxyBody>),
@@ -287,29 +305,42 @@ impl ClusterPool {
         ep: usize,
         mut req: http::Request<ProxyBody>,
     ) -> Result<http::Response<UpstreamBody>, PoolError> {
+        let mut replayed = false;
         loop {
             let (conn, reused) = match self.checkout(ep).await {
                 Some(c) => (c, true),
                 None => (self.connect(cluster, ep).await?, false),
             };
-            let err = match conn {
-                Conn::H1(mut tx) => match tx.try_send_request(origin_form(req)).await {
-                    Ok(resp) => return Ok(self.attach(resp, ep, Some(tx))),
-                    Err(e) => e,
-                },
+            let (mut err, replay) = match conn {
+                Conn::H1(mut tx) => {
+                    // An upstream may close an idle keep-alive connection just as a request is
+                    // written to it (its FIN not seen yet). A body-less idempotent request that
+                    // fails that way on a reused connection, before any response, is sent once
+                    // more on another connection (RFC 9110 §9.2.2; nginx's and Envoy's pools do
+                    // the same), so it never turns into a 502.
+                    let replay = (reused && !replayed).then(|| replayable(&req)).flatten();
+                    match tx.try_send_request(origin_form(req)).await {
+                        Ok(resp) => return Ok(self.attach(resp, ep, Some(tx))),
+                        Err(e) => (e, replay),
+                    }
+                }
                 Conn::H2(mut tx) => match tx.try_send_request(req).await {
                     Ok(resp) => return Ok(self.attach(resp, ep, None)),
                     Err(e) => {
                         self.forget_h2(ep, &tx);
-                        e
+                        (e, None)
                     }
                 },
             };
-            // The connection closed before the request was written: try another connection.
-            // A request that a brand-new connection would not take fails.
-            let mut err = err;
-            match err.take_message() {
-                Some(r) if reused => req = r,
+            match (err.take_message(), replay) {
+                // Never written: try another connection (a brand-new one that would not take
+                // it fails the request).
+                (Some(m), _) if reused => req = m,
+                (None, Some(again)) => {
+                    tracing::debug!(error = %err.error(), "reused upstream connection closed; sending again");
+                    replayed = true;
+                    req = again;
+                }
                 _ => return Err(PoolError::Http(err.into_error())),
             }
         }

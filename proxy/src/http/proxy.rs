@@ -446,15 +446,19 @@ pub async fn handle(
         }
     }
     let body_empty = body.is_end_stream();
-    let counter = bytes_received.clone();
-    let count_end = Box::new(move |n, _| counter.store(n, Ordering::Relaxed));
-    let body: ProxyBody = match limits.max_request_body {
-        Some(max) => ObservedBody::new(
-            LimitedBody::new(body, max.get(), exceeded.clone()),
-            count_end,
-        )
-        .boxed_unsync(),
-        None => ObservedBody::new(body, count_end).boxed_unsync(),
+    let body: ProxyBody = if body_empty {
+        empty_body() // zero-sized: no allocation, nothing to count
+    } else {
+        let counter = bytes_received.clone();
+        let count_end = Box::new(move |n, _| counter.store(n, Ordering::Relaxed));
+        match limits.max_request_body {
+            Some(max) => ObservedBody::new(
+                LimitedBody::new(body, max.get(), exceeded.clone()),
+                count_end,
+            )
+            .boxed_unsync(),
+            None => ObservedBody::new(body, count_end).boxed_unsync(),
+        }
     };
 
     // Hygiene.

@@ -1,5 +1,5 @@
-//! Listeners and workers (DESIGN.md §2): N worker threads, each a single-threaded tokio runtime
-//! with a `LocalSet` and its OWN accept loop on its own `SO_REUSEPORT` socket per listener; a
+//! Listeners and workers (DESIGN.md §2): N worker threads, each a single-threaded local tokio
+//! runtime (`!Send` tasks) and its OWN accept loop on its own `SO_REUSEPORT` socket per listener; a
 //! connection, and every request on it, stays on the worker that accepted it. Shutdown stops the
 //! accept loops, lets in-flight requests finish (up to the drain timeout), then the thread ends.
 
@@ -114,9 +114,11 @@ pub fn spawn_worker(
     std::thread::Builder::new()
         .name(format!("weir-worker-{id}"))
         .spawn(move || {
+            // A local runtime: `spawn_local` tasks are scheduled by the runtime itself (no
+            // `LocalSet` in between, whose wake-ups cost an eventfd write per event-loop turn).
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()
+                .build_local(Default::default())
             {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -124,11 +126,7 @@ pub fn spawn_worker(
                     return;
                 }
             };
-            let local = tokio::task::LocalSet::new();
-            local.block_on(
-                &rt,
-                run_worker(id, shared, sockets, shutdown, commands, ready),
-            );
+            rt.block_on(run_worker(id, shared, sockets, shutdown, commands, ready));
         })
 }
 
