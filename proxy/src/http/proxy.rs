@@ -321,7 +321,11 @@ fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_w
         peer_subject: peer.and_then(|p| p.subject.clone()),
         request_id: fin.request_id.to_str().ok().map(str::to_string),
         protocol: Some(fin.protocol.to_string()),
-        start_time: fin.start_time,
+        start_time: if fin.start_time == SystemTime::UNIX_EPOCH {
+            SystemTime::now() - fin.start.elapsed()
+        } else {
+            fin.start_time
+        },
         start_instant: fin.start,
         route_name: Some(route.to_string()),
         node_id: Some(node.to_string()),
@@ -336,7 +340,6 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
-    let start_time = SystemTime::now();
     let shared = &worker.shared;
     shared.workers[worker.id]
         .requests
@@ -354,6 +357,12 @@ pub async fn handle(
     // The per-request strings of `Finish` only feed the access log and trace spans: without
     // either, the request path does not allocate them.
     let detailed = listener.access_log.is_some() || snap.tracer.is_some();
+    // Wall-clock start: for the access log, spans and filters; derived from `start` otherwise.
+    let start_time = if detailed {
+        SystemTime::now()
+    } else {
+        SystemTime::UNIX_EPOCH
+    };
     let keep = |s: &str| {
         if detailed {
             s.to_string()
@@ -546,7 +555,7 @@ pub async fn handle(
             spawn_mirror(&worker, mirror.clone(), &parts);
         }
     }
-    let sent_at = Instant::now();
+    let sent_at = detailed.then(Instant::now);
     let result = forward(
         &worker, &conn, route, &cluster, parts, body, body_empty, start,
     )
@@ -572,7 +581,7 @@ pub async fn handle(
             Ok(fail(e, fin))
         }
         Ok((resp, ep)) => {
-            fin.upstream_service_time = Some(sent_at.elapsed());
+            fin.upstream_service_time = sent_at.map(|t| t.elapsed());
             fin.upstream_host = keep(&cluster.endpoints[ep.0].address);
             if ep.1 {
                 fin.flags = "URX";
@@ -713,7 +722,7 @@ async fn forward(
     let mut tries = 0u32;
     let mut last_ep = None;
     loop {
-        let now = Instant::now();
+        let now = if tries == 0 { start } else { Instant::now() };
         if cluster.none_healthy() {
             return Err((ProxyError::NoHealthyUpstream, last_ep, tries > 0));
         }
@@ -735,14 +744,26 @@ async fn forward(
         } else {
             headers.clone().unwrap_or_default()
         };
-        let uri = cluster
-            .endpoint_uri(ep, path.clone())
-            .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep, tries > 0))?;
+        // HTTP/1.1 sends the origin form (`Host` was set by hygiene); HTTP/2 needs the
+        // absolute URI for `:scheme` and `:authority`.
+        let uri = if cluster.config.http2 {
+            cluster
+                .endpoint_uri(ep, path.clone())
+                .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep, tries > 0))?
+        } else {
+            http::Uri::from(path.clone())
+        };
         let mut req = Request::new(body.take().unwrap_or_else(empty_body));
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = version;
         *req.headers_mut() = hdrs;
+        if !cluster.config.http2 && !req.headers().contains_key(http::header::HOST) {
+            // HTTP/1.1 requires Host: a client that sent none (HTTP/1.0) gets the endpoint's.
+            if let Ok(v) = HeaderValue::from_str(cluster.endpoints[ep].authority.as_str()) {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
+        }
 
         let mut budget = retry.per_try_timeout;
         if let Some(d) = deadline {
