@@ -22,8 +22,9 @@
 # Usage: benches/compare.sh [--duration 10] [--connections 32] [--rounds 3]
 #                           [--proxies "nginx haproxy weir weir-chain"] [--out compare.json]
 #                           [--no-build] [--weir-bin PATH]
-# Env:   UPSTREAM_PORT (38180) NGINX_PORT (38181) WEIR_PORT (38182) HAPROXY_PORT (38183)
-#        WEIR_CHAIN_PORT (38184) CARGO_TARGET_DIR
+# Env:   (default ports sit below the kernel's ephemeral range, so no outgoing connection holds
+#        them) UPSTREAM_PORT (28180) NGINX_PORT (28181) WEIR_PORT (28182) HAPROXY_PORT (28183)
+#        WEIR_CHAIN_PORT (28184) CARGO_TARGET_DIR
 # Needs: Debian/Ubuntu (apt-get installs nginx, haproxy, wrk when missing), 2+ CPUs, cargo.
 set -euo pipefail
 
@@ -37,14 +38,14 @@ ROUNDS=3
 PROXIES="nginx haproxy weir weir-chain"
 BUILD=1
 WEIR_BIN=""
-UPSTREAM_PORT=${UPSTREAM_PORT:-38180}
-NGINX_PORT=${NGINX_PORT:-38181}
-WEIR_PORT=${WEIR_PORT:-38182}
-HAPROXY_PORT=${HAPROXY_PORT:-38183}
-WEIR_CHAIN_PORT=${WEIR_CHAIN_PORT:-38184}
+UPSTREAM_PORT=${UPSTREAM_PORT:-28180}
+NGINX_PORT=${NGINX_PORT:-28181}
+WEIR_PORT=${WEIR_PORT:-28182}
+HAPROXY_PORT=${HAPROXY_PORT:-28183}
+WEIR_CHAIN_PORT=${WEIR_CHAIN_PORT:-28184}
 API_KEY=bench-key
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=${2%s}; shift 2 ;;
