@@ -329,7 +329,10 @@ fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_w
         start_instant: fin.start,
         route_name: Some(route.to_string()),
         node_id: Some(node.to_string()),
-        ..Default::default()
+        cluster_name: None,
+        upstream_address: None,
+        response_code_details: None,
+        response_flags: 0,
     }
 }
 

@@ -57,53 +57,50 @@ const DURATION_BUCKETS: [f64; 14] = [
     1.0,
 ];
 
-/// A fixed-bucket histogram with atomic counts.
+/// A fixed-bucket histogram with atomic counts. Observations are integers (nanoseconds for
+/// durations, raw values for filter histograms) so that one observation is two relaxed
+/// `fetch_add`s (its bucket and the sum) — the count is the sum of the buckets.
 #[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [f64],
+    /// What one integer unit is in the unit of `bounds` (1e-9 for nanoseconds → seconds).
+    unit: f64,
+    /// One per bound, then the overflow bucket (`+Inf`).
     counts: Vec<AtomicU64>,
-    count: AtomicU64,
-    /// Sum, stored as f64 bits (updated with a CAS loop).
+    /// Sum of the observations, in integer units.
     sum: AtomicU64,
 }
 
 impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
+    fn new(bounds: &'static [f64], unit: f64) -> Self {
         Histogram {
             bounds,
-            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum: AtomicU64::new(0f64.to_bits()),
+            unit,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
         }
     }
 
-    /// Record one observation.
-    pub fn observe(&self, v: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let mut cur = self.sum.load(Ordering::Relaxed);
-        loop {
-            let new = (f64::from_bits(cur) + v).to_bits();
-            match self
-                .sum
-                .compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(x) => cur = x,
-            }
-        }
+    /// Record one observation of `v` integer units.
+    pub fn observe(&self, v: u64) {
+        let x = v as f64 * self.unit;
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| x <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
     }
 
     /// Number of observations.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    /// Sum of the observations.
+    /// Sum of the observations, in the unit of the bounds.
     pub fn sum(&self) -> f64 {
-        f64::from_bits(self.sum.load(Ordering::Relaxed))
+        self.sum.load(Ordering::Relaxed) as f64 * self.unit
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -113,9 +110,9 @@ impl Histogram {
             cumulative += c.load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
         }
-        let count = self.count();
+        let count = cumulative + self.counts[self.bounds.len()].load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
+        let sum = self.sum();
         if labels.is_empty() {
             let _ = writeln!(out, "{name}_sum {sum}");
             let _ = writeln!(out, "{name}_count {count}");
@@ -152,7 +149,7 @@ impl FilterMetric {
     /// Set (counter/gauge) or observe (histogram).
     pub fn record(&self, v: u64) {
         match &self.histogram {
-            Some(h) => h.observe(v as f64),
+            Some(h) => h.observe(v),
             None => self.value.store(v as i64, Ordering::Relaxed),
         }
     }
@@ -236,7 +233,7 @@ impl FilterStats {
         FilterStats {
             errors: Default::default(),
             durations: (0..Phase::COUNT)
-                .map(|_| Histogram::new(&DURATION_BUCKETS))
+                .map(|_| Histogram::new(&DURATION_BUCKETS, 1e-9))
                 .collect(),
         }
     }
@@ -253,7 +250,7 @@ impl FilterStats {
 
     /// Time spent in one callback.
     pub fn observe(&self, phase: Phase, d: Duration) {
-        self.durations[phase as usize].observe(d.as_secs_f64());
+        self.durations[phase as usize].observe(d.as_nanos().min(u64::MAX as u128) as u64);
     }
 
     /// Number of timed callbacks of `phase`.
@@ -330,7 +327,8 @@ impl MetricsRegistry {
             name: name.to_string(),
             kind,
             value: AtomicI64::new(0),
-            histogram: (kind == MetricKind::Histogram).then(|| Histogram::new(&FILTER_BUCKETS)),
+            histogram: (kind == MetricKind::Histogram)
+                .then(|| Histogram::new(&FILTER_BUCKETS, 1.0)),
         });
         metrics.push(m.clone());
         by_name.insert(name.to_string(), id);

@@ -41,6 +41,27 @@ pub(crate) struct StreamData {
     pub route_cache_cleared: bool,
 }
 
+impl StreamData {
+    /// A stream's data before any phase ran (no default `StreamInfo` built and thrown away).
+    pub fn new(info: StreamInfo) -> Self {
+        StreamData {
+            info,
+            request_headers: HeaderList::default(),
+            request_trailers: HeaderList::default(),
+            response_headers: HeaderList::default(),
+            response_trailers: HeaderList::default(),
+            request_body: Vec::new(),
+            response_body: Vec::new(),
+            request_body_size: 0,
+            response_body_size: 0,
+            props: Vec::new(),
+            local_response: None,
+            reset: false,
+            route_cache_cleared: false,
+        }
+    }
+}
+
 /// Wakes a stream parked on one filter.
 #[derive(Debug, Default)]
 pub(crate) struct StreamSignal {

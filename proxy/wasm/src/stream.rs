@@ -116,11 +116,9 @@ impl FilterChain {
 
     /// Start a stream: one HTTP context per filter (`proxy_on_context_create`).
     pub fn new_stream(&self, info: StreamInfo) -> ChainStream {
-        let data = Rc::new(RefCell::new(StreamData {
-            info,
-            ..StreamData::default()
-        }));
+        let data = Rc::new(RefCell::new(StreamData::new(info)));
         let mut slots = Vec::with_capacity(self.vms.len());
+        let _clock = crate::vm::ClockRun::begin();
         for vm in self.vms.iter() {
             vm.activate();
             let state = match vm.availability() {
@@ -325,6 +323,7 @@ impl ChainStream {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
+        let _clock = crate::vm::ClockRun::begin();
         for slot in &self.slots {
             if let SlotState::Active { ctx, gen, .. } = slot.state {
                 slot.vm.finish_context(ctx, gen);
