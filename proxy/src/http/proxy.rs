@@ -516,12 +516,12 @@ pub async fn handle(
         let list =
             weir_wasm::HeaderList::from_request(&parts.method, &parts.uri, scheme, &parts.headers);
         match cs.on_request_headers(list, body_empty).await {
-            weir_wasm::Flow::Continue => match cs.request_headers().to_request_parts() {
-                Ok((m, uri, h)) => {
-                    parts.method = m;
-                    parts.uri = uri;
-                    parts.headers = h;
-                }
+            weir_wasm::Flow::Continue => match cs.request_headers().apply_to_request(
+                &mut parts.method,
+                &mut parts.uri,
+                &mut parts.headers,
+            ) {
+                Ok(()) => {}
                 Err(e) => {
                     let e = ProxyError::FilterFailed {
                         filter: route.filters.join(","),
@@ -606,11 +606,11 @@ pub async fn handle(
                 let list = weir_wasm::HeaderList::from_response(rparts.status, &rparts.headers);
                 let flow = cs.on_response_headers(list, rbody.is_end_stream()).await;
                 if flow == weir_wasm::Flow::Continue {
-                    match cs.response_headers().to_response_parts() {
-                        Ok((status, h)) => {
-                            rparts.status = status;
-                            rparts.headers = h;
-                        }
+                    match cs
+                        .response_headers()
+                        .apply_to_response(&mut rparts.status, &mut rparts.headers)
+                    {
+                        Ok(()) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "filter left invalid response headers")
                         }

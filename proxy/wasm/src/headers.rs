@@ -5,10 +5,34 @@
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 /// Ordered header pairs; names are stored lower-case. Values are raw bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A list made from an `http` head ([`HeaderList::from_request`], [`HeaderList::from_response`])
+/// remembers which names filters changed since, so that [`HeaderList::apply_to_request`] /
+/// [`HeaderList::apply_to_response`] rewrite only those names in the original head instead of
+/// rebuilding every header. Equality compares the pairs only.
+#[derive(Debug, Clone, Default)]
 pub struct HeaderList {
     entries: Vec<(Vec<u8>, Vec<u8>)>,
+    origin: Origin,
 }
+
+/// What a list knows about the `http` head it came from.
+#[derive(Debug, Clone, Default)]
+enum Origin {
+    /// Not made from a head, or replaced wholesale: converting back rebuilds everything.
+    #[default]
+    Rebuild,
+    /// Made from a head; the (lower-case) names changed since.
+    Tracked(Vec<Vec<u8>>),
+}
+
+impl PartialEq for HeaderList {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for HeaderList {}
 
 /// A header list that cannot be turned back into an `http` request/response head.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,6 +57,7 @@ impl HeaderList {
     pub fn with_capacity(n: usize) -> Self {
         HeaderList {
             entries: Vec::with_capacity(n),
+            origin: Origin::Rebuild,
         }
     }
 
@@ -81,14 +106,25 @@ impl HeaderList {
 
     /// Append a pair (name lower-cased).
     pub fn add(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.touch(name.as_ref());
         self.entries
             .push((lower(name.as_ref()), value.as_ref().to_vec()));
+    }
+
+    /// Note that `name` changed (for lists made from an `http` head).
+    fn touch(&mut self, name: &[u8]) {
+        if let Origin::Tracked(names) = &mut self.origin {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(lower(name));
+            }
+        }
     }
 
     /// Replace the first value of `name` in place and drop the others; append if absent.
     pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let name = name.as_ref();
         let value = value.as_ref();
+        self.touch(name);
         let mut found = false;
         self.entries.retain_mut(|(k, v)| {
             if k.eq_ignore_ascii_case(name) {
@@ -108,12 +144,14 @@ impl HeaderList {
     /// Remove every value of `name`.
     pub fn remove(&mut self, name: impl AsRef<[u8]>) {
         let name = name.as_ref();
+        self.touch(name);
         self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
     }
 
     /// Drop everything.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.origin = Origin::Rebuild;
     }
 
     /// Build from pairs (names lower-cased).
@@ -153,6 +191,7 @@ impl HeaderList {
             list.entries
                 .push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
         }
+        list.origin = Origin::Tracked(Vec::new());
         list
     }
 
@@ -181,6 +220,7 @@ impl HeaderList {
         let mut list = HeaderList::with_capacity(headers.len() + 1);
         list.add(":status", status.as_str());
         list.extend_from_map(headers);
+        list.origin = Origin::Tracked(Vec::new());
         list
     }
 
@@ -200,15 +240,94 @@ impl HeaderList {
 
     /// Turn a response list back into status and headers.
     pub fn to_response_parts(&self) -> Result<(StatusCode, HeaderMap), HeaderError> {
-        let status = self.get(":status").ok_or(HeaderError::Missing(":status"))?;
-        let status = std::str::from_utf8(status)
-            .ok()
-            .and_then(|s| s.parse::<u16>().ok())
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .ok_or_else(|| HeaderError::Invalid(":status".into()))?;
+        let status = self.status()?;
         let mut map = HeaderMap::with_capacity(self.len());
         self.fill_regular(&mut map)?;
         Ok((status, map))
+    }
+
+    /// Writes the list back into the request head it was made from: only the names filters
+    /// changed are rewritten (`:authority` is the `host` header; `:method` and `:path` replace
+    /// the method and URI); a list that was replaced wholesale is converted whole.
+    pub fn apply_to_request(
+        &self,
+        method: &mut Method,
+        uri: &mut Uri,
+        headers: &mut HeaderMap,
+    ) -> Result<(), HeaderError> {
+        let Origin::Tracked(names) = &self.origin else {
+            (*method, *uri, *headers) = self.to_request_parts()?;
+            return Ok(());
+        };
+        for name in names {
+            match name.as_slice() {
+                b":method" => {
+                    let m = self.get(":method").ok_or(HeaderError::Missing(":method"))?;
+                    *method = Method::from_bytes(m)
+                        .map_err(|_| HeaderError::Invalid(":method".into()))?;
+                }
+                b":path" => {
+                    let p = self.get(":path").ok_or(HeaderError::Missing(":path"))?;
+                    *uri = Uri::try_from(p).map_err(|_| HeaderError::Invalid(":path".into()))?;
+                }
+                b":authority" => {
+                    headers.remove(http::header::HOST);
+                    if let Some(a) = self.get(":authority").filter(|a| !a.is_empty()) {
+                        let v = HeaderValue::from_bytes(a)
+                            .map_err(|_| HeaderError::Invalid(":authority".into()))?;
+                        headers.insert(http::header::HOST, v);
+                    }
+                }
+                n if n.first() == Some(&b':') => {} // :scheme and others: not sent upstream
+                n => self.rewrite(n, headers)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the list back into the response head it was made from (see
+    /// [`HeaderList::apply_to_request`]).
+    pub fn apply_to_response(
+        &self,
+        status: &mut StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<(), HeaderError> {
+        let Origin::Tracked(names) = &self.origin else {
+            (*status, *headers) = self.to_response_parts()?;
+            return Ok(());
+        };
+        for name in names {
+            match name.as_slice() {
+                b":status" => *status = self.status()?,
+                n if n.first() == Some(&b':') => {}
+                n => self.rewrite(n, headers)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The `:status` pseudo header as a status code.
+    fn status(&self) -> Result<StatusCode, HeaderError> {
+        let status = self.get(":status").ok_or(HeaderError::Missing(":status"))?;
+        std::str::from_utf8(status)
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .ok_or_else(|| HeaderError::Invalid(":status".into()))
+    }
+
+    /// Replaces every value of the regular header `name` in `headers` with the list's.
+    fn rewrite(&self, name: &[u8], headers: &mut HeaderMap) -> Result<(), HeaderError> {
+        let invalid = || HeaderError::Invalid(String::from_utf8_lossy(name).into_owned());
+        let hn = HeaderName::from_bytes(name).map_err(|_| invalid())?;
+        headers.remove(&hn);
+        for (k, v) in &self.entries {
+            if k.eq_ignore_ascii_case(name) {
+                let value = HeaderValue::from_bytes(v).map_err(|_| invalid())?;
+                headers.append(hn.clone(), value);
+            }
+        }
+        Ok(())
     }
 
     /// Every non-pseudo pair as a `HeaderMap` (trailers).
@@ -242,5 +361,98 @@ impl HeaderList {
     pub fn deserialize(bytes: &[u8]) -> Option<Self> {
         let pairs = crate::abi::deserialize_pairs(bytes)?;
         Some(HeaderList::from_pairs(pairs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> (Method, Uri, HeaderMap) {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, HeaderValue::from_static("shop.example"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.append("x-multi", HeaderValue::from_static("one"));
+        h.append("x-multi", HeaderValue::from_static("two"));
+        (Method::GET, Uri::from_static("/p?q=1"), h)
+    }
+
+    #[test]
+    fn untouched_request_is_left_as_is() {
+        let (mut m, mut u, mut h) = request();
+        let before = h.clone();
+        let list = HeaderList::from_request(&m, &u, "http", &h);
+        list.apply_to_request(&mut m, &mut u, &mut h).unwrap();
+        assert_eq!(
+            (m, u.to_string(), h),
+            (Method::GET, "/p?q=1".into(), before)
+        );
+    }
+
+    #[test]
+    fn only_changed_names_are_rewritten() {
+        let (mut m, mut u, mut h) = request();
+        let mut list = HeaderList::from_request(&m, &u, "http", &h);
+        list.set("x-a", "2");
+        list.add("x-new", "n");
+        list.remove("x-multi");
+        list.set(":path", "/other");
+        list.set(":authority", "api.example");
+        list.set(":method", "POST");
+        list.apply_to_request(&mut m, &mut u, &mut h).unwrap();
+        assert_eq!(m, Method::POST);
+        assert_eq!(u, "/other");
+        assert_eq!(h["host"], "api.example");
+        assert_eq!(h["x-a"], "2");
+        assert_eq!(h["x-new"], "n");
+        assert!(!h.contains_key("x-multi"));
+        // The same outcome as converting the whole list.
+        let (m2, u2, h2) = list.to_request_parts().unwrap();
+        assert_eq!((m2, u2), (m, u));
+        let mut a: Vec<_> = h.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut b: Vec<_> = h2.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        a.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+        b.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn multi_valued_header_keeps_the_lists_values() {
+        let (mut m, mut u, mut h) = request();
+        let mut list = HeaderList::from_request(&m, &u, "http", &h);
+        list.add("x-multi", "three");
+        list.apply_to_request(&mut m, &mut u, &mut h).unwrap();
+        let v: Vec<_> = h.get_all("x-multi").iter().collect();
+        assert_eq!(v, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn replaced_list_is_converted_whole() {
+        let (mut m, mut u, mut h) = request();
+        let list = HeaderList::from_request(&m, &u, "http", &h);
+        // proxy_set_header_map_pairs: a new list from pairs.
+        let mut new = HeaderList::from_pairs(list.iter().filter(|(k, _)| *k != b"x-a"));
+        new.add("x-only", "1");
+        new.apply_to_request(&mut m, &mut u, &mut h).unwrap();
+        assert!(!h.contains_key("x-a"));
+        assert_eq!(h["x-only"], "1");
+        assert_eq!(h["host"], "shop.example");
+    }
+
+    #[test]
+    fn response_status_and_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("server", HeaderValue::from_static("up"));
+        let mut status = StatusCode::OK;
+        let mut list = HeaderList::from_response(status, &h);
+        list.set("x-proxied-by", "weir");
+        list.set(":status", "201");
+        list.apply_to_response(&mut status, &mut h).unwrap();
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(h["x-proxied-by"], "weir");
+        assert_eq!(h["server"], "up");
+        let mut bad = HeaderList::from_response(status, &h);
+        bad.set(":status", "abc");
+        assert!(bad.apply_to_response(&mut status, &mut h).is_err());
     }
 }
