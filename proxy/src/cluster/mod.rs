@@ -190,12 +190,18 @@ impl ClusterState {
         }
     }
 
-    /// The URI of a request to endpoint `ep` (scheme of the cluster, the endpoint's authority).
+    /// The URI of a request to endpoint `ep`: the origin form (path and query) for HTTP/1.1
+    /// clusters (the pool sets `Host` from the endpoint when the request has none); for HTTP/2
+    /// the absolute URI (cluster scheme, endpoint authority), which `:scheme` and `:authority`
+    /// come from.
     pub fn endpoint_uri(
         &self,
         ep: usize,
         path: http::uri::PathAndQuery,
     ) -> Result<http::Uri, http::Error> {
+        if !self.config.http2 {
+            return Ok(http::Uri::from(path));
+        }
         http::Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.endpoints[ep].authority.clone())

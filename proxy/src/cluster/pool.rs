@@ -2,11 +2,11 @@
 //! identity so pools survive snapshot swaps that leave the cluster unchanged.
 //!
 //! A pool lives on its worker thread (`!Send`, no locks): connections are `hyper::client::conn`
-//! handshakes whose connection tasks run on the worker's `LocalSet`.
+//! handshakes whose connection tasks are local tasks of the worker's runtime.
 //! - HTTP/1.1 clusters keep a LIFO stack of idle connections per endpoint, at most
 //!   `pool.max_idle_per_endpoint`. A connection goes back to its stack when its response body
 //!   has been read to the end ([`UpstreamBody`]); one whose response was abandoned is closed.
-//! - HTTP/2 clusters (`http2: true`, or TLS that negotiated `h2`) share one multiplexed
+//! - HTTP/2 clusters (`http2: true`) share one multiplexed
 //!   connection per endpoint; a new one is dialed (once, however many requests wait) when it
 //!   closes.
 //! - Idle connections close `pool.idle_timeout` after their last use (a timer per pool that
@@ -60,16 +60,6 @@ pub enum PoolError {
 pub enum UpstreamStream {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
-}
-
-impl UpstreamStream {
-    /// Whether TLS negotiated HTTP/2 (ALPN `h2`).
-    fn negotiated_h2(&self) -> bool {
-        match self {
-            UpstreamStream::Plain(_) => false,
-            UpstreamStream::Tls(s) => s.inner().get_ref().1.alpn_protocol() == Some(b"h2"),
-        }
-    }
 }
 
 impl hyper::rt::Read for UpstreamStream {
@@ -175,7 +165,8 @@ async fn connect(cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
         endpoint: cluster.endpoints[ep].address.clone(),
         reason: e.to_string(),
     };
-    if cluster.config.http2 || io.negotiated_h2() {
+    // The cluster's `http2` decides: its TLS config offers ALPN `h2` only then.
+    if cluster.config.http2 {
         let (tx, conn) = http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
             .handshake(io)
@@ -198,26 +189,17 @@ async fn connect(cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
     }
 }
 
-/// An HTTP/1.1 request as it goes on the wire: `Host` from the URI when absent, and the
-/// origin-form target (`/path?query`) instead of the absolute URI the request path builds (which
-/// HTTP/2 needs for `:scheme` and `:authority`).
-fn origin_form(mut req: http::Request<ProxyBody>) -> http::Request<ProxyBody> {
+/// An HTTP/1.1 request as it goes on the wire to `endpoint` (its target is already the origin
+/// form, see [`ClusterState::endpoint_uri`]): `Host` is required, so a request without one (an
+/// HTTP/1.0 client's, a filter's `proxy_http_call` without `:authority`) gets the endpoint's.
+fn http1_request(
+    mut req: http::Request<ProxyBody>,
+    endpoint: &http::uri::Authority,
+) -> http::Request<ProxyBody> {
     if !req.headers().contains_key(http::header::HOST) {
-        if let Some(v) = req
-            .uri()
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-        {
+        if let Ok(v) = http::HeaderValue::from_str(endpoint.as_str()) {
             req.headers_mut().insert(http::header::HOST, v);
         }
-    }
-    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *req.uri_mut() = http::Uri::from(pq);
     }
     *req.version_mut() = http::Version::HTTP_11;
     req
@@ -229,11 +211,7 @@ fn replayable(req: &http::Request<ProxyBody>) -> Option<http::Request<ProxyBody>
     if !req.method().is_idempotent() || !req.body().is_end_stream() {
         return None;
     }
-    use http_body_util::BodyExt;
-    let empty = http_body_util::Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut copy = http::Request::new(empty);
+    let mut copy = http::Request::new(crate::http::error::empty());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
@@ -319,17 +297,16 @@ impl ClusterPool {
                     // more on another connection (RFC 9110 §9.2.2; nginx's and Envoy's pools do
                     // the same), so it never turns into a 502.
                     let replay = (reused && !replayed).then(|| replayable(&req)).flatten();
-                    match tx.try_send_request(origin_form(req)).await {
+                    let req = http1_request(req, &cluster.endpoints[ep].authority);
+                    match tx.try_send_request(req).await {
                         Ok(resp) => return Ok(self.attach(resp, ep, Some(tx))),
                         Err(e) => (e, replay),
                     }
                 }
+                // A closed shared connection is forgotten by the next checkout.
                 Conn::H2(mut tx) => match tx.try_send_request(req).await {
                     Ok(resp) => return Ok(self.attach(resp, ep, None)),
-                    Err(e) => {
-                        self.forget_h2(ep, &tx);
-                        (e, None)
-                    }
+                    Err(e) => (e, None),
                 },
             };
             match (err.take_message(), replay) {
@@ -349,19 +326,10 @@ impl ClusterPool {
     /// A pooled connection to `ep` that is ready for a request, if one is open.
     async fn checkout(&self, ep: usize) -> Option<Conn> {
         loop {
-            let mut tx = {
-                let mut eps = self.endpoints.borrow_mut();
-                let e = &mut eps[ep];
-                if let Some((tx, used)) = &mut e.h2 {
-                    if !tx.is_closed() {
-                        *used = Instant::now();
-                        return Some(Conn::H2(tx.clone()));
-                    }
-                    e.h2 = None;
-                }
-                let idle = e.idle.pop()?;
-                idle.tx
-            };
+            if let Some(shared) = self.shared_h2(ep) {
+                return Some(shared);
+            }
+            let mut tx = self.endpoints.borrow_mut()[ep].idle.pop()?.tx;
             if tx.is_closed() {
                 continue;
             }
@@ -390,18 +358,18 @@ impl ClusterPool {
         Ok(conn)
     }
 
+    /// The endpoint's shared HTTP/2 connection while it is open (a closed one is forgotten).
     fn shared_h2(&self, ep: usize) -> Option<Conn> {
-        let eps = self.endpoints.borrow();
-        match &eps[ep].h2 {
-            Some((tx, _)) if !tx.is_closed() => Some(Conn::H2(tx.clone())),
-            _ => None,
-        }
-    }
-
-    fn forget_h2(&self, ep: usize, dead: &http2::SendRequest<ProxyBody>) {
-        let mut eps = self.endpoints.borrow_mut();
-        if eps[ep].h2.as_ref().is_some_and(|(tx, _)| tx.is_closed()) || dead.is_closed() {
-            eps[ep].h2 = None;
+        let slot = &mut self.endpoints.borrow_mut()[ep].h2;
+        match slot {
+            Some((tx, used)) if !tx.is_closed() => {
+                *used = Instant::now();
+                Some(Conn::H2(tx.clone()))
+            }
+            _ => {
+                *slot = None;
+                None
+            }
         }
     }
 

@@ -108,6 +108,13 @@ pub fn local_response(status: http::StatusCode, text: &str) -> http::Response<Pr
     resp
 }
 
+/// A body with no bytes (zero-sized: boxing it does not allocate).
+pub fn empty() -> ProxyBody {
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// A complete in-memory body.
 pub fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes)

@@ -7,19 +7,21 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `keep-alive` / `proxy-connection`).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::PROXY_AUTHORIZATION
-        || name == header::TE
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
+    HOP_BY_HOP.contains(name)
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -46,16 +48,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    for name in [
-        header::CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if te_trailers {
@@ -97,7 +90,7 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
             return id.clone();
         }
     }
-    let id = new_uuid_value();
+    let id = new_uuid();
     headers.insert(X_REQUEST_ID, id.clone());
     id
 }
@@ -149,13 +142,8 @@ fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
     valid.then_some((trace, flags))
 }
 
-/// A random RFC 4122 version 4 UUID.
-pub fn new_uuid() -> String {
-    new_uuid_value().to_str().unwrap_or_default().to_string()
-}
-
 /// A random RFC 4122 version 4 UUID as a header value.
-fn new_uuid_value() -> HeaderValue {
+fn new_uuid() -> HeaderValue {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&fast_random().to_be_bytes());
     b[8..].copy_from_slice(&fast_random().to_be_bytes());

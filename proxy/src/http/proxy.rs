@@ -1,7 +1,7 @@
 //! The request path: one call of [`handle`] per downstream request (phases in `http/mod.rs`).
 
 use super::body::{BodyEnd, LimitedBody, ObservedBody};
-use super::error::{classify_client_error, full, ProxyError};
+use super::error::{classify_client_error, empty, full, ProxyError};
 use super::{headers, BoxError, ProxyBody, ResponseBody};
 use crate::access_log::AccessLogEntry;
 use crate::cluster::balancer::PickContext;
@@ -16,7 +16,7 @@ use crate::wasm::worker::WorkerFilters;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -119,12 +119,6 @@ pub struct TlsInfo {
     pub peer: Option<crate::tls::PeerIdentity>,
 }
 
-fn empty_body() -> ProxyBody {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
 fn version_str(v: Version) -> &'static str {
     match v {
         Version::HTTP_09 => "HTTP/0.9",
@@ -141,7 +135,8 @@ struct Finish {
     listener: Arc<ListenerState>,
     stats: Arc<RequestStats>,
     start: Instant,
-    start_time: SystemTime,
+    /// Wall-clock start, read up front only when the access log or spans need it.
+    start_time: Option<SystemTime>,
     route: String,
     cluster: String,
     method: String,
@@ -194,8 +189,8 @@ impl TraceHook {
             parent_span_id: self.parent,
             name,
             kind: SpanKind::Server,
-            start: fin.start_time,
-            end: fin.start_time + elapsed,
+            start: fin.start_time(),
+            end: fin.start_time() + elapsed,
             attributes: vec![
                 ("http.method", s(&fin.method)),
                 ("url.path", s(path)),
@@ -227,6 +222,12 @@ impl TraceHook {
 }
 
 impl Finish {
+    /// The wall-clock start: as read up front, else derived from the monotonic start.
+    fn start_time(&self) -> SystemTime {
+        self.start_time
+            .unwrap_or_else(|| SystemTime::now() - self.start.elapsed())
+    }
+
     fn done(self, bytes_sent: u64, end: BodyEnd) {
         let flags = match (end, self.flags) {
             (BodyEnd::Complete, f) => f,
@@ -242,7 +243,7 @@ impl Finish {
         }
         if let Some(log) = &self.listener.access_log {
             log.write(&AccessLogEntry {
-                start_time: self.start_time,
+                start_time: self.start_time(),
                 listener: &self.listener.config.name,
                 route: &self.route,
                 cluster: &self.cluster,
@@ -321,11 +322,7 @@ fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_w
         peer_subject: peer.and_then(|p| p.subject.clone()),
         request_id: fin.request_id.to_str().ok().map(str::to_string),
         protocol: Some(fin.protocol.to_string()),
-        start_time: if fin.start_time == SystemTime::UNIX_EPOCH {
-            SystemTime::now() - fin.start.elapsed()
-        } else {
-            fin.start_time
-        },
+        start_time: fin.start_time(),
         start_instant: fin.start,
         route_name: Some(route.to_string()),
         node_id: Some(node.to_string()),
@@ -360,12 +357,7 @@ pub async fn handle(
     // The per-request strings of `Finish` only feed the access log and trace spans: without
     // either, the request path does not allocate them.
     let detailed = listener.access_log.is_some() || snap.tracer.is_some();
-    // Wall-clock start: for the access log, spans and filters; derived from `start` otherwise.
-    let start_time = if detailed {
-        SystemTime::now()
-    } else {
-        SystemTime::UNIX_EPOCH
-    };
+    let start_time = detailed.then(SystemTime::now);
     let keep = |s: &str| {
         if detailed {
             s.to_string()
@@ -459,7 +451,7 @@ pub async fn handle(
     }
     let body_empty = body.is_end_stream();
     let body: ProxyBody = if body_empty {
-        empty_body() // zero-sized: no allocation, nothing to count
+        empty() // zero-sized: no allocation, nothing to count
     } else {
         let counter = bytes_received.clone();
         let count_end = Box::new(move |n, _| counter.store(n, Ordering::Relaxed));
@@ -747,26 +739,14 @@ async fn forward(
         } else {
             headers.clone().unwrap_or_default()
         };
-        // HTTP/1.1 sends the origin form (`Host` was set by hygiene); HTTP/2 needs the
-        // absolute URI for `:scheme` and `:authority`.
-        let uri = if cluster.config.http2 {
-            cluster
-                .endpoint_uri(ep, path.clone())
-                .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep, tries > 0))?
-        } else {
-            http::Uri::from(path.clone())
-        };
-        let mut req = Request::new(body.take().unwrap_or_else(empty_body));
+        let uri = cluster
+            .endpoint_uri(ep, path.clone())
+            .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep, tries > 0))?;
+        let mut req = Request::new(body.take().unwrap_or_else(empty));
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = version;
         *req.headers_mut() = hdrs;
-        if !cluster.config.http2 && !req.headers().contains_key(http::header::HOST) {
-            // HTTP/1.1 requires Host: a client that sent none (HTTP/1.0) gets the endpoint's.
-            if let Ok(v) = HeaderValue::from_str(cluster.endpoints[ep].authority.as_str()) {
-                req.headers_mut().insert(http::header::HOST, v);
-            }
-        }
 
         let mut budget = retry.per_try_timeout;
         if let Some(d) = deadline {
@@ -853,7 +833,7 @@ fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::r
     let Ok(uri) = cluster.endpoint_uri(ep, pq) else {
         return;
     };
-    let mut req = Request::new(empty_body());
+    let mut req = Request::new(empty());
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = parts.headers.clone();

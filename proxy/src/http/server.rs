@@ -9,7 +9,7 @@ use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::rc::Rc;
 
-/// Runs `!Send` futures (hyper's HTTP/2 streams) on the worker's `LocalSet`.
+/// Runs `!Send` futures (hyper's HTTP/2 streams) as local tasks of the worker's runtime.
 #[derive(Clone, Copy, Debug)]
 pub struct LocalExec;
 

@@ -198,21 +198,35 @@ impl HeaderList {
     /// Turn a request list back into method, origin-form URI (path and query) and headers; the
     /// `:authority` becomes the `host` header.
     pub fn to_request_parts(&self) -> Result<(Method, Uri, HeaderMap), HeaderError> {
-        let method = self.get(":method").ok_or(HeaderError::Missing(":method"))?;
-        let method =
-            Method::from_bytes(method).map_err(|_| HeaderError::Invalid(":method".into()))?;
-        let path = self.get(":path").ok_or(HeaderError::Missing(":path"))?;
-        let uri = Uri::try_from(path).map_err(|_| HeaderError::Invalid(":path".into()))?;
+        let (method, uri) = (self.method()?, self.uri()?);
         let mut map = HeaderMap::with_capacity(self.len());
-        if let Some(authority) = self.get(":authority") {
-            if !authority.is_empty() {
-                let v = HeaderValue::from_bytes(authority)
-                    .map_err(|_| HeaderError::Invalid(":authority".into()))?;
-                map.insert(http::header::HOST, v);
-            }
+        if let Some(host) = self.host()? {
+            map.insert(http::header::HOST, host);
         }
         self.fill_regular(&mut map)?;
         Ok((method, uri, map))
+    }
+
+    /// `:method` as a method.
+    fn method(&self) -> Result<Method, HeaderError> {
+        let m = self.get(":method").ok_or(HeaderError::Missing(":method"))?;
+        Method::from_bytes(m).map_err(|_| HeaderError::Invalid(":method".into()))
+    }
+
+    /// `:path` as an origin-form URI.
+    fn uri(&self) -> Result<Uri, HeaderError> {
+        let p = self.get(":path").ok_or(HeaderError::Missing(":path"))?;
+        Uri::try_from(p).map_err(|_| HeaderError::Invalid(":path".into()))
+    }
+
+    /// `:authority` as the `host` header value (`None` when absent or empty).
+    fn host(&self) -> Result<Option<HeaderValue>, HeaderError> {
+        match self.get(":authority").filter(|a| !a.is_empty()) {
+            Some(a) => HeaderValue::from_bytes(a)
+                .map(Some)
+                .map_err(|_| HeaderError::Invalid(":authority".into())),
+            None => Ok(None),
+        }
     }
 
     /// The response head as proxy-wasm sees it: `:status` then every header.
@@ -261,21 +275,12 @@ impl HeaderList {
         };
         for name in names {
             match name.as_slice() {
-                b":method" => {
-                    let m = self.get(":method").ok_or(HeaderError::Missing(":method"))?;
-                    *method = Method::from_bytes(m)
-                        .map_err(|_| HeaderError::Invalid(":method".into()))?;
-                }
-                b":path" => {
-                    let p = self.get(":path").ok_or(HeaderError::Missing(":path"))?;
-                    *uri = Uri::try_from(p).map_err(|_| HeaderError::Invalid(":path".into()))?;
-                }
+                b":method" => *method = self.method()?,
+                b":path" => *uri = self.uri()?,
                 b":authority" => {
                     headers.remove(http::header::HOST);
-                    if let Some(a) = self.get(":authority").filter(|a| !a.is_empty()) {
-                        let v = HeaderValue::from_bytes(a)
-                            .map_err(|_| HeaderError::Invalid(":authority".into()))?;
-                        headers.insert(http::header::HOST, v);
+                    if let Some(host) = self.host()? {
+                        headers.insert(http::header::HOST, host);
                     }
                 }
                 n if n.first() == Some(&b':') => {} // :scheme and others: not sent upstream
