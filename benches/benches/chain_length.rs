@@ -5,7 +5,12 @@
 //!
 //! - `no_filter`: an empty chain (the harness loop: header lists, stream state);
 //! - `empty_filter`: one WAT filter whose callbacks just continue;
-//! - chains of 1, 4 and 8 filters, each a separate VM adding one request header.
+//! - chains of 1, 4 and 8 filters, each a separate VM adding one request header;
+//! - `builtin/4`: the four built-in filters as `benches/compare.sh` chains them (auth with an API
+//!   key, a global rate_limit bucket, header_rewrite, fault at 0 %), from `target/filters/`
+//!   (`scripts/build-filters.sh`; skipped with a note when they are not built), on a request and
+//!   response head converted from and written back to `http` types as the proxy does, plus one
+//!   response body chunk. This is the chain's whole per-request cost minus the network.
 //!
 //! The VMs are built once before measuring; the bench checks that every filter runs and, at the
 //! end, that no VM was instantiated per request (each module counts its `proxy_on_vm_start`
@@ -14,6 +19,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use weir_wasm::{
     FilterChain, Flow, HeaderList, NoServices, PluginSpec, PluginVm, StreamInfo, WasmHost,
@@ -71,6 +77,93 @@ fn chain(host: &WasmHost, add_header: bool, n: usize) -> FilterChain {
         })
         .collect();
     FilterChain::new(vms)
+}
+
+/// The four built-in filters, configured as `benches/compare.sh` does; `None` when the modules
+/// are not built.
+fn builtin_chain(host: &WasmHost) -> Option<FilterChain> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/filters");
+    let filters = [
+        (
+            "auth",
+            "auth",
+            r#"{"api_keys":{"header":"x-api-key","keys":{"bench-key":"bench"}}}"#,
+        ),
+        (
+            "limit",
+            "rate_limit",
+            r#"{"rate":1000000000,"per":"second","key":"global"}"#,
+        ),
+        (
+            "headers",
+            "header_rewrite",
+            r#"{"request":{"set":{"x-env":"bench"},"remove":["x-debug"]},"response":{"set":{"x-proxied-by":"weir"}}}"#,
+        ),
+        (
+            "fault",
+            "fault",
+            r#"{"delay":{"fixed":"200ms","percent":0},"abort":{"status":503,"percent":0},"header_override":false}"#,
+        ),
+    ];
+    let mut vms = Vec::new();
+    for (name, file, config) in filters {
+        let path = dir.join(format!("{file}.wasm"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!(
+                "chain_length: {} missing (run scripts/build-filters.sh): builtin/4 skipped",
+                path.display()
+            );
+            return None;
+        };
+        let module = host.compile(&bytes).expect("built-in filter compiles");
+        let mut spec = PluginSpec::new(name);
+        spec.configuration = config.as_bytes().to_vec();
+        let vm = PluginVm::new(&host.prepare(spec, module), Rc::new(NoServices)).expect("vm");
+        vm.activate();
+        vms.push(vm);
+    }
+    Some(FilterChain::new(vms))
+}
+
+/// One request through the built-in chain, converted as the proxy does; returns the response
+/// header `x-proxied-by` (set by header_rewrite) to prove the chain ran.
+async fn one_builtin(chain: &FilterChain) -> Option<http::HeaderValue> {
+    let mut req = http::Request::builder()
+        .uri("/")
+        .header("host", "127.0.0.1:28184")
+        .header("x-api-key", "bench-key")
+        .header("x-forwarded-for", "127.0.0.1")
+        .header("x-forwarded-proto", "http")
+        .header("x-request-id", "9f1c2a7e5b3d4c6a8e0f1a2b3c4d5e6f")
+        .body(())
+        .expect("request");
+    let mut s = chain.new_stream(StreamInfo::default());
+    let (parts, _) = req.into_parts();
+    let mut parts = parts;
+    let list = HeaderList::from_request(&parts.method, &parts.uri, "http", &parts.headers);
+    assert_eq!(s.on_request_headers(list, true).await, Flow::Continue);
+    s.request_headers()
+        .apply_to_request(&mut parts.method, &mut parts.uri, &mut parts.headers)
+        .expect("request head");
+    req = http::Request::from_parts(parts, ());
+    debug_assert!(req.headers().contains_key("x-env"));
+    let (mut rparts, _) = http::Response::builder()
+        .header("server", "nginx/1.22.1")
+        .header("date", "Sun, 22 Nov 2026 08:56:35 GMT")
+        .header("content-type", "text/plain")
+        .header("content-length", "24")
+        .body(())
+        .expect("response")
+        .into_parts();
+    let list = HeaderList::from_response(rparts.status, &rparts.headers);
+    assert_eq!(s.on_response_headers(list, false).await, Flow::Continue);
+    s.response_headers()
+        .apply_to_response(&mut rparts.status, &mut rparts.headers)
+        .expect("response head");
+    let body = Bytes::from_static(b"hello from the upstream\n");
+    let _ = s.on_response_body(body, true).await;
+    s.finish();
+    rparts.headers.get("x-proxied-by").cloned()
 }
 
 fn request() -> HeaderList {
@@ -131,6 +224,7 @@ fn bench(c: &mut Criterion) {
     });
     let vms_built = vm_starts(&host);
     assert_eq!(vms_built, 14, "1 + 1 + 4 + 8 VMs");
+    let builtin = local.block_on(&rt, async { builtin_chain(&host) });
     // Sanity: every filter of each chain runs.
     local.block_on(&rt, async {
         for (name, ch, added) in &cases {
@@ -145,6 +239,23 @@ fn bench(c: &mut Criterion) {
                     let start = Instant::now();
                     for _ in 0..iters {
                         one(ch).await;
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    if let Some(ch) = &builtin {
+        local.block_on(&rt, async {
+            let h = one_builtin(ch).await;
+            assert_eq!(h.as_ref().map(|v| v.as_bytes()), Some(&b"weir"[..]));
+        });
+        g.bench_function(BenchmarkId::from_parameter("builtin/4"), |b| {
+            b.iter_custom(|iters| {
+                local.block_on(&rt, async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        one_builtin(ch).await;
                     }
                     start.elapsed()
                 })
