@@ -79,9 +79,9 @@ fn chain(host: &WasmHost, add_header: bool, n: usize) -> FilterChain {
     FilterChain::new(vms)
 }
 
-/// The four built-in filters, configured as `benches/compare.sh` does; `None` when the modules
-/// are not built.
-fn builtin_chain(host: &WasmHost) -> Option<FilterChain> {
+/// The built-in filters named in `only` (all four when empty), configured as
+/// `benches/compare.sh` does; `None` when the modules are not built.
+fn builtin_chain(host: &WasmHost, only: &[&str]) -> Option<FilterChain> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/filters");
     let filters = [
         (
@@ -107,6 +107,9 @@ fn builtin_chain(host: &WasmHost) -> Option<FilterChain> {
     ];
     let mut vms = Vec::new();
     for (name, file, config) in filters {
+        if !only.is_empty() && !only.contains(&file) {
+            continue;
+        }
         let path = dir.join(format!("{file}.wasm"));
         let Ok(bytes) = std::fs::read(&path) else {
             eprintln!(
@@ -146,7 +149,6 @@ async fn one_builtin(chain: &FilterChain) -> Option<http::HeaderValue> {
         .apply_to_request(&mut parts.method, &mut parts.uri, &mut parts.headers)
         .expect("request head");
     req = http::Request::from_parts(parts, ());
-    debug_assert!(req.headers().contains_key("x-env"));
     let (mut rparts, _) = http::Response::builder()
         .header("server", "nginx/1.22.1")
         .header("date", "Sun, 22 Nov 2026 08:56:35 GMT")
@@ -224,7 +226,25 @@ fn bench(c: &mut Criterion) {
     });
     let vms_built = vm_starts(&host);
     assert_eq!(vms_built, 14, "1 + 1 + 4 + 8 VMs");
-    let builtin = local.block_on(&rt, async { builtin_chain(&host) });
+    let builtin = local.block_on(&rt, async { builtin_chain(&host, &[]) });
+    // Each built-in filter alone, and the same conversions with no filter, to attribute builtin/4.
+    let singles: Vec<(&str, FilterChain)> = if builtin.is_some() {
+        local.block_on(&rt, async {
+            let mut v = vec![("builtin/none", FilterChain::new(Vec::new()))];
+            for f in ["auth", "rate_limit", "header_rewrite", "fault"] {
+                let name: &str = match f {
+                    "auth" => "builtin/auth",
+                    "rate_limit" => "builtin/rate_limit",
+                    "header_rewrite" => "builtin/header_rewrite",
+                    _ => "builtin/fault",
+                };
+                v.extend(builtin_chain(&host, &[f]).map(|c| (name, c)));
+            }
+            v
+        })
+    } else {
+        Vec::new()
+    };
     // Sanity: every filter of each chain runs.
     local.block_on(&rt, async {
         for (name, ch, added) in &cases {
@@ -251,6 +271,19 @@ fn bench(c: &mut Criterion) {
             assert_eq!(h.as_ref().map(|v| v.as_bytes()), Some(&b"weir"[..]));
         });
         g.bench_function(BenchmarkId::from_parameter("builtin/4"), |b| {
+            b.iter_custom(|iters| {
+                local.block_on(&rt, async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        one_builtin(ch).await;
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    for (name, ch) in &singles {
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter_custom(|iters| {
                 local.block_on(&rt, async {
                     let start = Instant::now();

@@ -44,9 +44,15 @@ impl WasmHost {
     /// Build the engine and link every host function. The epoch ticker starts with the first
     /// compiled module (a proxy without filters pays nothing for it).
     pub fn new() -> Result<Self, WasmError> {
+        crate::timing::init();
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // `WEIR_WASM_PERFMAP=1`: write /tmp/perf-PID.map so `perf report` names guest functions
+        // (build the filter without `strip` to keep its name section).
+        if std::env::var_os("WEIR_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         crate::abi::add_to_linker(&mut linker).map_err(|e| WasmError::Link(format!("{e:#}")))?;

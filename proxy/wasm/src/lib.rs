@@ -26,6 +26,7 @@ pub mod properties;
 pub mod services;
 mod state;
 pub mod stream;
+mod timing;
 pub mod vm;
 pub mod wasi;
 

@@ -24,11 +24,12 @@ use crate::services::{HostServices, HttpCallResponse};
 use crate::state::{
     CallResponse, ConfigPhase, Effect, HostState, HttpCtx, StreamData, StreamSignal,
 };
+use crate::timing::Ticks;
 use crate::wasi::ProcExit;
 
 thread_local! {
     /// Inside a [`ClockRun`]: `(true, when the previous callback ended)`.
-    static CLOCK_RUN: std::cell::Cell<(bool, Option<Instant>)> =
+    static CLOCK_RUN: std::cell::Cell<(bool, Option<Ticks>)> =
         const { std::cell::Cell::new((false, None)) };
 }
 
@@ -540,12 +541,10 @@ impl PluginVm {
         inst.store.data_mut().effective = effective;
         inst.store.set_epoch_deadline(self.deadline_ticks);
         let (in_run, carried) = CLOCK_RUN.get();
-        let start = carried.unwrap_or_else(Instant::now);
+        let start = carried.unwrap_or_else(Ticks::now);
         let r = f(inst);
-        let end = Instant::now();
-        self.plugin
-            .stats
-            .observe(phase, end.saturating_duration_since(start));
+        let end = Ticks::now();
+        self.plugin.stats.observe(phase, end.since(start));
         if in_run {
             CLOCK_RUN.set((true, Some(end)));
         }
