@@ -12,8 +12,66 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 /// rebuilding every header. Equality compares the pairs only.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderList {
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    entries: Vec<(Field, Field)>,
     origin: Origin,
+}
+
+/// One header name or value. Pairs taken from an `http` head keep hyper's `HeaderName` /
+/// `HeaderValue` (a reference-count increment, no copy), so converting a head into a list and
+/// back costs no allocation per header; only what filters write is owned bytes.
+#[derive(Clone)]
+enum Field {
+    Static(&'static [u8]),
+    Name(HeaderName),
+    Value(HeaderValue),
+    Owned(Vec<u8>),
+}
+
+impl Field {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Field::Static(b) => b,
+            Field::Name(n) => n.as_str().as_bytes(),
+            Field::Value(v) => v.as_bytes(),
+            Field::Owned(b) => b,
+        }
+    }
+
+    fn eq_ignore_ascii_case(&self, other: &[u8]) -> bool {
+        self.as_bytes().eq_ignore_ascii_case(other)
+    }
+
+    /// As a header value (no copy when it came from one).
+    fn to_value(&self) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+        match self {
+            Field::Value(v) => Ok(v.clone()),
+            Field::Static(b) => HeaderValue::from_bytes(b),
+            Field::Name(n) => HeaderValue::from_bytes(n.as_str().as_bytes()),
+            Field::Owned(b) => HeaderValue::from_bytes(b),
+        }
+    }
+
+    /// As a header name (no copy when it came from one).
+    fn to_name(&self) -> Result<HeaderName, http::header::InvalidHeaderName> {
+        match self {
+            Field::Name(n) => Ok(n.clone()),
+            other => HeaderName::from_bytes(other.as_bytes()),
+        }
+    }
+}
+
+impl PartialEq for Field {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Field {}
+
+impl std::fmt::Debug for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 /// What a list knows about the `http` head it came from.
@@ -41,6 +99,17 @@ pub enum HeaderError {
     Missing(&'static str),
     #[error("invalid value for {0}")]
     Invalid(String),
+}
+
+/// `:method` without a copy for the standard methods.
+fn method_field(m: &Method) -> Field {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|s| **s == m.as_str()) {
+        Some(s) => Field::Static(s.as_bytes()),
+        None => Field::Owned(m.as_str().as_bytes().to_vec()),
+    }
 }
 
 fn lower(name: &[u8]) -> Vec<u8> {
@@ -73,9 +142,7 @@ impl HeaderList {
 
     /// All pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.entries.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
     }
 
     /// The first value of `name` (case-insensitive).
@@ -93,7 +160,7 @@ impl HeaderList {
         self.entries
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v.as_bytes())
     }
 
     /// Every value of `name`.
@@ -101,14 +168,16 @@ impl HeaderList {
         self.entries
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v.as_bytes())
     }
 
     /// Append a pair (name lower-cased).
     pub fn add(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         self.touch(name.as_ref());
-        self.entries
-            .push((lower(name.as_ref()), value.as_ref().to_vec()));
+        self.entries.push((
+            Field::Owned(lower(name.as_ref())),
+            Field::Owned(value.as_ref().to_vec()),
+        ));
     }
 
     /// Note that `name` changed (for lists made from an `http` head).
@@ -132,12 +201,13 @@ impl HeaderList {
                     return false;
                 }
                 found = true;
-                *v = value.to_vec();
+                *v = Field::Owned(value.to_vec());
             }
             true
         });
         if !found {
-            self.entries.push((lower(name), value.to_vec()));
+            self.entries
+                .push((Field::Owned(lower(name)), Field::Owned(value.to_vec())));
         }
     }
 
@@ -170,26 +240,30 @@ impl HeaderList {
     /// except `host` (which becomes `:authority`, as in Envoy).
     pub fn from_request(method: &Method, uri: &Uri, scheme: &str, headers: &HeaderMap) -> Self {
         let mut list = HeaderList::with_capacity(headers.len() + 4);
-        list.add(":method", method.as_str());
+        let mut pseudo = |name: &'static str, value: Field| {
+            list.entries.push((Field::Static(name.as_bytes()), value))
+        };
+        pseudo(":method", method_field(method));
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        list.add(":path", path);
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().as_bytes().to_vec())
-            .or_else(|| {
-                headers
-                    .get(http::header::HOST)
-                    .map(|h| h.as_bytes().to_vec())
-            })
-            .unwrap_or_default();
-        list.add(":authority", authority);
-        list.add(":scheme", uri.scheme_str().unwrap_or(scheme));
+        pseudo(":path", Field::Owned(path.as_bytes().to_vec()));
+        let authority = match (uri.authority(), headers.get(http::header::HOST)) {
+            (Some(a), _) => Field::Owned(a.as_str().as_bytes().to_vec()),
+            (None, Some(h)) => Field::Value(h.clone()),
+            (None, None) => Field::Static(b""),
+        };
+        pseudo(":authority", authority);
+        let scheme = match uri.scheme_str().unwrap_or(scheme) {
+            "http" => Field::Static(b"http"),
+            "https" => Field::Static(b"https"),
+            other => Field::Owned(other.as_bytes().to_vec()),
+        };
+        pseudo(":scheme", scheme);
         for (name, value) in headers {
             if name == http::header::HOST {
                 continue;
             }
             list.entries
-                .push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+                .push((Field::Name(name.clone()), Field::Value(value.clone())));
         }
         list.origin = Origin::Tracked(Vec::new());
         list
@@ -232,7 +306,10 @@ impl HeaderList {
     /// The response head as proxy-wasm sees it: `:status` then every header.
     pub fn from_response(status: StatusCode, headers: &HeaderMap) -> Self {
         let mut list = HeaderList::with_capacity(headers.len() + 1);
-        list.add(":status", status.as_str());
+        list.entries.push((
+            Field::Static(b":status"),
+            Field::Owned(status.as_str().as_bytes().to_vec()),
+        ));
         list.extend_from_map(headers);
         list.origin = Origin::Tracked(Vec::new());
         list
@@ -248,7 +325,7 @@ impl HeaderList {
     fn extend_from_map(&mut self, headers: &HeaderMap) {
         for (name, value) in headers {
             self.entries
-                .push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+                .push((Field::Name(name.clone()), Field::Value(value.clone())));
         }
     }
 
@@ -328,7 +405,7 @@ impl HeaderList {
         headers.remove(&hn);
         for (k, v) in &self.entries {
             if k.eq_ignore_ascii_case(name) {
-                let value = HeaderValue::from_bytes(v).map_err(|_| invalid())?;
+                let value = v.to_value().map_err(|_| invalid())?;
                 headers.append(hn.clone(), value);
             }
         }
@@ -344,13 +421,12 @@ impl HeaderList {
 
     fn fill_regular(&self, map: &mut HeaderMap) -> Result<(), HeaderError> {
         for (k, v) in &self.entries {
-            if k.first() == Some(&b':') {
+            if k.as_bytes().first() == Some(&b':') {
                 continue;
             }
-            let name = HeaderName::from_bytes(k)
-                .map_err(|_| HeaderError::Invalid(String::from_utf8_lossy(k).into_owned()))?;
-            let value = HeaderValue::from_bytes(v)
-                .map_err(|_| HeaderError::Invalid(String::from_utf8_lossy(k).into_owned()))?;
+            let invalid = || HeaderError::Invalid(String::from_utf8_lossy(k.as_bytes()).into_owned());
+            let name = k.to_name().map_err(|_| invalid())?;
+            let value = v.to_value().map_err(|_| invalid())?;
             map.append(name, value);
         }
         Ok(())

@@ -117,7 +117,7 @@ pub(crate) struct HostState {
     pub plugin: Arc<PreparedPlugin>,
     pub limiter: MemoryLimiter,
     pub memory: Option<Memory>,
-    pub alloc: Option<TypedFunc<i32, i32>>,
+    pub alloc: Option<std::rc::Rc<TypedFunc<i32, i32>>>,
     pub root_id: u32,
     /// The context hostcalls act on (set per callback, changed by proxy_set_effective_context).
     pub effective: u32,

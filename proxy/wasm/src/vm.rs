@@ -449,7 +449,7 @@ impl PluginVm {
             }
         };
         store.data_mut().memory = Some(memory);
-        store.data_mut().alloc = Some(alloc);
+        store.data_mut().alloc = Some(Rc::new(alloc));
         let ex = Exports::load(&instance, &mut store)?;
 
         // Start function: reactor (_initialize [+ main]) or command (_start).
