@@ -91,10 +91,10 @@ HAPROXY=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
 # --- weir binary and filters --------------------------------------------------------------------
 if has weir || has weir-chain; then
   if [ -z "$WEIR_BIN" ]; then
-    WEIR_BIN=$TARGET/release/weir
+    WEIR_BIN=$TARGET/perf/weir
     if [ "$BUILD" = 1 ]; then
-      log "building weir (cargo build --release -p weir)"
-      (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --release -p weir --quiet)
+      log "building weir (cargo build --profile perf -p weir: release with fat LTO, one codegen unit)"
+      (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --profile perf -p weir --quiet)
     fi
   fi
   [ -x "$WEIR_BIN" ] || die "no weir binary at $WEIR_BIN"

@@ -26,9 +26,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$BUILD" = 1 ]; then
-  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --release -p weir --quiet)
+  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --profile perf -p weir --quiet)
 fi
-WEIR=$TARGET/release/weir
+WEIR=$TARGET/perf/weir
 FILTERS=$TARGET/filters
 [ -x "$WEIR" ] || { echo "filter-cost: no $WEIR" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/weir-filter-cost.XXXXXX)

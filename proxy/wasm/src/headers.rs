@@ -142,7 +142,9 @@ impl HeaderList {
 
     /// All pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
     }
 
     /// The first value of `name` (case-insensitive).
@@ -424,7 +426,8 @@ impl HeaderList {
             if k.as_bytes().first() == Some(&b':') {
                 continue;
             }
-            let invalid = || HeaderError::Invalid(String::from_utf8_lossy(k.as_bytes()).into_owned());
+            let invalid =
+                || HeaderError::Invalid(String::from_utf8_lossy(k.as_bytes()).into_owned());
             let name = k.to_name().map_err(|_| invalid())?;
             let value = v.to_value().map_err(|_| invalid())?;
             map.append(name, value);

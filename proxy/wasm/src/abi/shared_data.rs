@@ -53,7 +53,12 @@ impl SharedData {
         }
         let new_cas = self.cas();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let vm = map.entry(vm_id.to_string()).or_default();
+        if !map.contains_key(vm_id) {
+            map.insert(vm_id.to_string(), VmEntries::default());
+        }
+        let Some(vm) = map.get_mut(vm_id) else {
+            return false; // just inserted
+        };
         match vm.get_mut(key) {
             Some(entry) => {
                 if cas != 0 && entry.1 != cas {
