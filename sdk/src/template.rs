@@ -92,6 +92,24 @@ impl Template {
         out
     }
 
+    /// Renders with properties read from the host; a plain literal is borrowed (no
+    /// allocation per request).
+    pub fn render_cow(&self) -> std::borrow::Cow<'_, str> {
+        match self.as_literal() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(self.render()),
+        }
+    }
+
+    /// The text of a template without placeholders.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Literal(s)] => Some(s),
+            _ => None,
+        }
+    }
+
     /// Renders with properties read from the host.
     pub fn render(&self) -> String {
         self.render_with(|dotted| {
@@ -112,6 +130,9 @@ mod tests {
         let s = t.render_with(|p| (p == "source.address").then(|| "1.2.3.4:5".to_string()));
         assert_eq!(s, "1.2.3.4:5 via weir 100%");
         assert!(Template::parse("plain").unwrap().is_literal());
+        assert_eq!(Template::parse("plain").unwrap().as_literal(), Some("plain"));
+        assert_eq!(Template::parse("").unwrap().as_literal(), Some(""));
+        assert_eq!(t.as_literal(), None);
         assert!(Template::parse("%open").is_err());
         assert!(Template::parse("%%%").is_err());
         assert_eq!(Template::parse("%x%").unwrap().render_with(|_| None), "");

@@ -78,10 +78,10 @@ fn apply(rules: &Rules, set: fn(&str, Option<&str>), add: fn(&str, &str)) {
         set(name, None);
     }
     for (name, value) in &rules.set {
-        set(name, Some(&value.render()));
+        set(name, Some(&value.render_cow()));
     }
     for (name, value) in &rules.add {
-        add(name, &value.render());
+        add(name, &value.render_cow());
     }
 }
 

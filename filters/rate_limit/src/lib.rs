@@ -30,6 +30,7 @@
 
 pub mod config;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::rc::Rc;
 
@@ -57,6 +58,8 @@ struct State {
     /// Eviction queue id, when the host supports shared queues.
     queue: Option<u32>,
     limit_text: String,
+    /// The bucket key of `key: global` (the same for every request).
+    global_key: String,
 }
 
 /// Root context.
@@ -106,6 +109,7 @@ impl RootContext for RateLimitRoot {
         let _ = hostcalls::set_tick_period(prepared.sweep_interval);
         self.state = Some(Rc::new(State {
             limit_text: prepared.spec.burst.to_string(),
+            global_key: format!("{namespace}global"),
             prepared,
             namespace,
             queue,
@@ -159,17 +163,17 @@ struct RateLimit {
 }
 
 impl RateLimit {
-    fn bucket_key(state: &State) -> Option<String> {
+    fn bucket_key(state: &State) -> Option<Cow<'_, str>> {
         let ns = &state.namespace;
         match &state.prepared.key {
-            KeySource::Global => Some(format!("{ns}global")),
+            KeySource::Global => Some(Cow::Borrowed(&state.global_key)),
             KeySource::SourceIp => {
                 let ip = properties::source_ip()
                     .map(|ip| ip.to_string())
                     .unwrap_or_else(|| "unknown".to_string());
-                Some(format!("{ns}ip:{ip}"))
+                Some(Cow::Owned(format!("{ns}ip:{ip}")))
             }
-            KeySource::Header(name) => headers::get_header(name).map(|v| format!("{ns}h:{v}")),
+            KeySource::Header(name) => headers::get_header(name).map(|v| Cow::Owned(format!("{ns}h:{v}"))),
         }
     }
 }

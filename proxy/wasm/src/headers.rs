@@ -116,6 +116,25 @@ fn lower(name: &[u8]) -> Vec<u8> {
     name.to_ascii_lowercase()
 }
 
+/// A name written by a filter: parsed into a `HeaderName` once (lower-cased; no allocation for
+/// standard names), so writing it back into a head needs no second parse; pseudo headers and
+/// names `http` rejects stay lower-cased bytes.
+fn name_field(name: &[u8]) -> Field {
+    match HeaderName::from_bytes(name) {
+        Ok(n) if name.first() != Some(&b':') => Field::Name(n),
+        _ => Field::Owned(lower(name)),
+    }
+}
+
+/// A value written by a filter: a `HeaderValue` when valid (one copy, reused when the list is
+/// written back into a head), raw bytes otherwise.
+fn value_field(value: &[u8]) -> Field {
+    match HeaderValue::from_bytes(value) {
+        Ok(v) => Field::Value(v),
+        Err(_) => Field::Owned(value.to_vec()),
+    }
+}
+
 impl HeaderList {
     /// An empty list.
     pub fn new() -> Self {
@@ -176,10 +195,8 @@ impl HeaderList {
     /// Append a pair (name lower-cased).
     pub fn add(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         self.touch(name.as_ref());
-        self.entries.push((
-            Field::Owned(lower(name.as_ref())),
-            Field::Owned(value.as_ref().to_vec()),
-        ));
+        self.entries
+            .push((name_field(name.as_ref()), value_field(value.as_ref())));
     }
 
     /// Note that `name` changed (for lists made from an `http` head).
@@ -203,13 +220,12 @@ impl HeaderList {
                     return false;
                 }
                 found = true;
-                *v = Field::Owned(value.to_vec());
+                *v = value_field(value);
             }
             true
         });
         if !found {
-            self.entries
-                .push((Field::Owned(lower(name)), Field::Owned(value.to_vec())));
+            self.entries.push((name_field(name), value_field(value)));
         }
     }
 
@@ -403,7 +419,15 @@ impl HeaderList {
     /// Replaces every value of the regular header `name` in `headers` with the list's.
     fn rewrite(&self, name: &[u8], headers: &mut HeaderMap) -> Result<(), HeaderError> {
         let invalid = || HeaderError::Invalid(String::from_utf8_lossy(name).into_owned());
-        let hn = HeaderName::from_bytes(name).map_err(|_| invalid())?;
+        // The name as a filter wrote it or the head had it (no parse), else parsed.
+        let known = self.entries.iter().find_map(|(k, _)| match k {
+            Field::Name(n) if n.as_str().as_bytes() == name => Some(n.clone()),
+            _ => None,
+        });
+        let hn = match known {
+            Some(n) => n,
+            None => HeaderName::from_bytes(name).map_err(|_| invalid())?,
+        };
         headers.remove(&hn);
         for (k, v) in &self.entries {
             if k.eq_ignore_ascii_case(name) {

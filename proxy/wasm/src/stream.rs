@@ -333,12 +333,13 @@ impl ChainStream {
 
     // === runner ===
 
-    fn order(&self, dir: Dir) -> Vec<usize> {
+    /// Filter indices in the order `dir` runs them (no allocation).
+    fn order(&self, dir: Dir) -> impl Iterator<Item = usize> + use<> {
         let n = self.slots.len();
-        match dir {
-            Dir::Request => (0..n).collect(),
-            Dir::Response => (0..n).rev().collect(),
-        }
+        (0..n).map(move |i| match dir {
+            Dir::Request => i,
+            Dir::Response => n - 1 - i,
+        })
     }
 
     fn terminal(&self) -> Option<Flow> {

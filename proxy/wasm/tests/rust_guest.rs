@@ -129,7 +129,7 @@ fn exercise(wasm: &[u8], name: &str) {
     let host = WasmHost::new().unwrap();
     let module = host.compile(wasm).expect("guest compiles");
     let plugin = host.prepare(sdk_spec(name), module.clone());
-    host.shared_data().set("sdk", b"counter", b"0".to_vec(), 0);
+    host.shared_data().set("sdk", b"counter", b"0", 0);
 
     run_local(async {
         let upstream = start_upstream().await;

@@ -64,7 +64,7 @@ fn request() -> HeaderList {
 fn empty_value_deletes_the_key_under_the_cas_rule() {
     let host = WasmHost::new().unwrap();
     let sd = host.shared_data().clone();
-    assert!(sd.set("shd-vm", b"c", b"initial".to_vec(), 0));
+    assert!(sd.set("shd-vm", b"c", b"initial", 0));
     run_local(async {
         let vm = vm(&host, &filter(), spec("shd"));
         let chain = FilterChain::new(vec![vm]);
@@ -98,26 +98,26 @@ fn empty_value_deletes_the_key_under_the_cas_rule() {
 fn host_api_delete_and_cas_semantics() {
     let host = WasmHost::new().unwrap();
     let sd = host.shared_data();
-    assert!(sd.set("vm", b"x", b"1".to_vec(), 0));
+    assert!(sd.set("vm", b"x", b"1", 0));
     let (_, cas1) = sd.get("vm", b"x").unwrap();
     assert!(cas1 != 0);
     // A write with the right cas succeeds and changes the cas; the old cas is now stale.
-    assert!(sd.set("vm", b"x", b"2".to_vec(), cas1));
+    assert!(sd.set("vm", b"x", b"2", cas1));
     let (v, cas2) = sd.get("vm", b"x").unwrap();
     assert_eq!(v, b"2");
     assert_ne!(cas1, cas2);
-    assert!(!sd.set("vm", b"x", b"3".to_vec(), cas1), "stale cas write");
+    assert!(!sd.set("vm", b"x", b"3", cas1), "stale cas write");
     assert!(!sd.set("vm", b"x", Vec::new(), cas1), "stale cas delete");
     assert_eq!(sd.get("vm", b"x").unwrap().0, b"2");
     // A non-zero cas on an absent key creates it (what weir-sdk's create-if-absent relies on).
-    assert!(sd.set("vm", b"y", b"new".to_vec(), u32::MAX));
+    assert!(sd.set("vm", b"y", b"new", u32::MAX));
     assert_eq!(sd.len("vm"), 2);
     assert!(sd.set("vm", b"x", Vec::new(), cas2));
     assert!(sd.remove("vm", b"y", 0));
     assert_eq!(sd.get("vm", b"x"), None);
     assert!(sd.is_empty("vm"));
     // Other vm_ids are untouched.
-    assert!(sd.set("other", b"x", b"1".to_vec(), 0));
+    assert!(sd.set("other", b"x", b"1", 0));
     assert!(sd.remove("vm", b"x", 0));
     assert_eq!(sd.len("other"), 1);
 }

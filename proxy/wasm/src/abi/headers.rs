@@ -17,7 +17,7 @@
 use wasmtime::Linker;
 use wasmtime::Result;
 
-use super::{read, return_bytes, return_none, status, write_u32, Ctx};
+use super::{read, return_bytes, return_none, status, with_guest_slices, write_u32, Ctx};
 use crate::headers::HeaderList;
 use crate::state::HostState;
 
@@ -59,8 +59,21 @@ fn with_map<R>(
     }
 }
 
-fn read_kv(c: &mut Ctx<'_>, kp: i32, kl: i32, vp: i32, vl: i32) -> Result<(Vec<u8>, Vec<u8>)> {
-    Ok((read(c, kp, kl)?, read(c, vp, vl)?))
+/// Runs `f` on map `t` with the name at `(kp, kl)` and the value at `(vp, vl)` borrowed from
+/// guest memory (no copy; the list copies what it keeps); a status when the map is not there.
+fn with_map_kv(
+    c: &mut Ctx<'_>,
+    t: i32,
+    k: (i32, i32),
+    v: (i32, i32),
+    write: bool,
+    f: impl FnOnce(&mut HeaderList, &[u8], &[u8]),
+) -> Result<i32> {
+    with_guest_slices(c, k, v, |key, value, s| {
+        with_map(s, t, write, |m| f(m, key, value))
+            .map(|_| status::OK)
+            .unwrap_or_else(|s| s)
+    })
 }
 
 pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
@@ -109,10 +122,10 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
-            let key = read(&mut c, kp, kl)?;
-            match with_map(c.data_mut(), t, false, |m| {
-                m.get_bytes(&key).map(<[u8]>::to_vec)
-            }) {
+            let found = with_guest_slices(&mut c, (kp, kl), (0, 0), |key, _, s| {
+                with_map(s, t, false, |m| m.get_bytes(key).map(<[u8]>::to_vec))
+            })?;
+            match found {
                 Ok(Some(v)) => {
                     // Allocated even when empty, so SDKs see Some("") rather than None.
                     return_bytes(&mut c, &v, ret_ptr, ret_len)?;
@@ -130,30 +143,21 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_add_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
-            let (k, v) = read_kv(&mut c, kp, kl, vp, vl)?;
-            Ok(with_map(c.data_mut(), t, true, |m| m.add(k, v))
-                .map(|_| status::OK)
-                .unwrap_or_else(|s| s))
+            with_map_kv(&mut c, t, (kp, kl), (vp, vl), true, |m, k, v| m.add(k, v))
         },
     )?;
     l.func_wrap(
         "env",
         "proxy_replace_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
-            let (k, v) = read_kv(&mut c, kp, kl, vp, vl)?;
-            Ok(with_map(c.data_mut(), t, true, |m| m.set(k, v))
-                .map(|_| status::OK)
-                .unwrap_or_else(|s| s))
+            with_map_kv(&mut c, t, (kp, kl), (vp, vl), true, |m, k, v| m.set(k, v))
         },
     )?;
     l.func_wrap(
         "env",
         "proxy_remove_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32| -> Result<i32> {
-            let k = read(&mut c, kp, kl)?;
-            Ok(with_map(c.data_mut(), t, true, |m| m.remove(k))
-                .map(|_| status::OK)
-                .unwrap_or_else(|s| s))
+            with_map_kv(&mut c, t, (kp, kl), (0, 0), true, |m, k, _| m.remove(k))
         },
     )?;
     Ok(())

@@ -71,6 +71,35 @@ pub(crate) fn read(c: &mut Ctx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>> {
     Ok(data[start..end].to_vec())
 }
 
+/// Guest range `[ptr, ptr + len)` checked against a memory of `size` bytes.
+fn guest_range(size: usize, ptr: i32, len: i32) -> Result<std::ops::Range<usize>> {
+    let (p, l) = (ptr as u32, len as u32);
+    if l == 0 {
+        return Ok(0..0); // as `read`: an empty range is never out of bounds
+    }
+    let start = p as usize;
+    let end = start
+        .checked_add(l as usize)
+        .filter(|e| *e <= size)
+        .ok_or(BadGuestPointer { ptr: p, len: l })?;
+    Ok(start..end)
+}
+
+/// Runs `f` on two guest byte ranges and the host state, borrowed in place (no copy out of
+/// guest memory); a range outside the memory is a trap.
+pub(crate) fn with_guest_slices<R>(
+    c: &mut Ctx<'_>,
+    (ap, al): (i32, i32),
+    (bp, bl): (i32, i32),
+    f: impl FnOnce(&[u8], &[u8], &mut HostState) -> R,
+) -> Result<R> {
+    let m = memory(c)?;
+    let (data, state) = m.data_and_store_mut(&mut *c);
+    let a = guest_range(data.len(), ap, al)?;
+    let b = guest_range(data.len(), bp, bl)?;
+    Ok(f(&data[a], &data[b], state))
+}
+
 /// Read a UTF-8 string (lossy is not acceptable for names: invalid UTF-8 gives `None`).
 pub(crate) fn read_string(c: &mut Ctx<'_>, ptr: i32, len: i32) -> Result<Option<String>> {
     Ok(String::from_utf8(read(c, ptr, len)?).ok())

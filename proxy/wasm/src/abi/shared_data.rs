@@ -13,10 +13,11 @@ use std::sync::Mutex;
 use wasmtime::Linker;
 use wasmtime::Result;
 
-use super::{read, return_bytes, return_none, status, write_u32, Ctx};
+use super::{return_bytes, return_none, status, with_guest_slices, write_u32, Ctx};
 use crate::state::HostState;
 
-/// Entries of one vm_id: key → (value, cas).
+/// Entries of one vm_id: key → (value, cas). std's SipHash: keys may carry client input
+/// (rate_limit's `header:` keys), so no unkeyed fast hash.
 type VmEntries = HashMap<Vec<u8>, (Vec<u8>, u32)>;
 
 /// The process-wide shared-data store.
@@ -47,7 +48,8 @@ impl SharedData {
 
     /// Set `key`; `cas == 0` writes unconditionally. An empty `value` removes the key (same
     /// CAS rule). Returns false on CAS mismatch.
-    pub fn set(&self, vm_id: &str, key: &[u8], value: Vec<u8>, cas: u32) -> bool {
+    pub fn set(&self, vm_id: &str, key: &[u8], value: impl AsRef<[u8]>, cas: u32) -> bool {
+        let value = value.as_ref();
         if value.is_empty() {
             return self.remove(vm_id, key, cas);
         }
@@ -64,10 +66,13 @@ impl SharedData {
                 if cas != 0 && entry.1 != cas {
                     return false;
                 }
-                *entry = (value, new_cas);
+                // Overwritten in place: no allocation when the size does not grow.
+                entry.0.clear();
+                entry.0.extend_from_slice(value);
+                entry.1 = new_cas;
             }
             None => {
-                vm.insert(key.to_vec(), (value, new_cas));
+                vm.insert(key.to_vec(), (value.to_vec(), new_cas));
             }
         }
         true
@@ -116,9 +121,10 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
          ret_len: i32,
          ret_cas: i32|
          -> Result<i32> {
-            let key = read(&mut c, kp, kl)?;
-            let s = c.data();
-            match s.shared_data.get(&s.plugin.spec.vm_id, &key) {
+            let found = with_guest_slices(&mut c, (kp, kl), (0, 0), |key, _, s| {
+                s.shared_data.get(&s.plugin.spec.vm_id, key)
+            })?;
+            match found {
                 Some((v, cas)) => {
                     if v.is_empty() {
                         return_none(&mut c, ret_ptr, ret_len)?;
@@ -136,12 +142,11 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_set_shared_data",
         |mut c: Ctx<'_>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| -> Result<i32> {
-            let key = read(&mut c, kp, kl)?;
-            let value = read(&mut c, vp, vl)?;
-            let s = c.data();
-            if s.shared_data
-                .set(&s.plugin.spec.vm_id, &key, value, cas as u32)
-            {
+            let stored = with_guest_slices(&mut c, (kp, kl), (vp, vl), |key, value, s| {
+                s.shared_data
+                    .set(&s.plugin.spec.vm_id, key, value, cas as u32)
+            })?;
+            if stored {
                 Ok(status::OK)
             } else {
                 Ok(status::CAS_MISMATCH)
