@@ -4,6 +4,7 @@
 # - wasm targets for the filters: `rustup target add wasm32-unknown-unknown wasm32-wasip1`;
 #   where rustup cannot add them, Debian's rustc-web toolchain pieces instead (DESIGN.md §9).
 # - rustfmt and clippy (used by scripts/test.sh) when rustup can add them.
+# - wabt (wat2wasm), to assemble the WAT example filters the tests load.
 # Nothing else is installed by default; the benchmark scripts install nginx/wrk themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,5 +61,8 @@ else
         fi
     done
 fi
+
+# --- wat2wasm (Debian's wabt): the WAT example filters the tests load as .wasm -----------------
+command -v wat2wasm >/dev/null 2>&1 || apt_install wabt
 
 log "ok"
