@@ -20,8 +20,9 @@ fi
 jobs="$(nproc 2>/dev/null || echo 2)"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-step "cargo fmt --check"
+step "cargo fmt --check (root workspace, then the filters workspace)"
 cargo fmt --all -- --check
+(cd filters && cargo fmt --all -- --check)
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings

@@ -130,7 +130,10 @@ mod tests {
         let s = t.render_with(|p| (p == "source.address").then(|| "1.2.3.4:5".to_string()));
         assert_eq!(s, "1.2.3.4:5 via weir 100%");
         assert!(Template::parse("plain").unwrap().is_literal());
-        assert_eq!(Template::parse("plain").unwrap().as_literal(), Some("plain"));
+        assert_eq!(
+            Template::parse("plain").unwrap().as_literal(),
+            Some("plain")
+        );
         assert_eq!(Template::parse("").unwrap().as_literal(), Some(""));
         assert_eq!(t.as_literal(), None);
         assert!(Template::parse("%open").is_err());

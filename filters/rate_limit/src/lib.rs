@@ -173,7 +173,9 @@ impl RateLimit {
                     .unwrap_or_else(|| "unknown".to_string());
                 Some(Cow::Owned(format!("{ns}ip:{ip}")))
             }
-            KeySource::Header(name) => headers::get_header(name).map(|v| Cow::Owned(format!("{ns}h:{v}"))),
+            KeySource::Header(name) => {
+                headers::get_header(name).map(|v| Cow::Owned(format!("{ns}h:{v}")))
+            }
         }
     }
 }

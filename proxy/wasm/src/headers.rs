@@ -117,12 +117,12 @@ fn lower(name: &[u8]) -> Vec<u8> {
 }
 
 /// A name written by a filter: parsed into a `HeaderName` once (lower-cased; no allocation for
-/// standard names), so writing it back into a head needs no second parse; pseudo headers and
-/// names `http` rejects stay lower-cased bytes.
+/// standard names), so writing it back into a head needs no second parse; names `http`
+/// rejects (pseudo headers among them: `:` is not a token character) stay lower-cased bytes.
 fn name_field(name: &[u8]) -> Field {
     match HeaderName::from_bytes(name) {
-        Ok(n) if name.first() != Some(&b':') => Field::Name(n),
-        _ => Field::Owned(lower(name)),
+        Ok(n) => Field::Name(n),
+        Err(_) => Field::Owned(lower(name)),
     }
 }
 
@@ -483,6 +483,12 @@ mod tests {
         h.append("x-multi", HeaderValue::from_static("one"));
         h.append("x-multi", HeaderValue::from_static("two"));
         (Method::GET, Uri::from_static("/p?q=1"), h)
+    }
+
+    #[test]
+    fn pseudo_header_names_stay_bytes() {
+        assert!(matches!(name_field(b":path"), Field::Owned(_)));
+        assert!(matches!(name_field(b"X-Env"), Field::Name(_)));
     }
 
     #[test]

@@ -57,25 +57,19 @@ fn memory(c: &Ctx<'_>) -> Result<wasmtime::Memory> {
 
 /// Copy `len` bytes at `ptr` out of guest memory.
 pub(crate) fn read(c: &mut Ctx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>> {
-    let (p, l) = (ptr as u32, len as u32);
-    if l == 0 {
+    if len == 0 {
         return Ok(Vec::new());
     }
     let m = memory(c)?;
     let data = m.data(&*c);
-    let start = p as usize;
-    let end = start
-        .checked_add(l as usize)
-        .filter(|e| *e <= data.len())
-        .ok_or(BadGuestPointer { ptr: p, len: l })?;
-    Ok(data[start..end].to_vec())
+    Ok(data[guest_range(data.len(), ptr, len)?].to_vec())
 }
 
 /// Guest range `[ptr, ptr + len)` checked against a memory of `size` bytes.
 fn guest_range(size: usize, ptr: i32, len: i32) -> Result<std::ops::Range<usize>> {
     let (p, l) = (ptr as u32, len as u32);
     if l == 0 {
-        return Ok(0..0); // as `read`: an empty range is never out of bounds
+        return Ok(0..0); // an empty range is never out of bounds
     }
     let start = p as usize;
     let end = start
