@@ -322,7 +322,7 @@ fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_w
         peer_subject: peer.and_then(|p| p.subject.clone()),
         request_id: fin.request_id.to_str().ok().map(str::to_string),
         protocol: Some(fin.protocol.to_string()),
-        start_time: fin.start_time(),
+        start_time: fin.start_time,
         start_instant: fin.start,
         route_name: Some(route.to_string()),
         node_id: Some(node.to_string()),
@@ -748,29 +748,33 @@ async fn forward(
         *req.version_mut() = version;
         *req.headers_mut() = hdrs;
 
-        let mut budget = retry.per_try_timeout;
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            budget = Some(budget.map_or(left, |b| b.min(left)));
-        }
+        // This try ends at the route's deadline or after `per_try_timeout`, whichever is first
+        // (a deadline, not a duration: no clock read when only the route has a timeout).
+        let try_deadline = match retry.per_try_timeout {
+            None => deadline,
+            Some(b) => {
+                let t = Instant::now() + b;
+                Some(deadline.map_or(t, |d| d.min(t)))
+            }
+        };
         cluster.active.fetch_add(1, Ordering::Relaxed);
         cluster.balancer.on_request_start(ep);
         let fut = pool.send(cluster, ep, req);
-        let outcome = match budget {
-            Some(b) => tokio::time::timeout(b, fut).await.ok(),
+        let outcome = match try_deadline {
+            Some(at) => tokio::time::timeout_at(at.into(), fut).await.ok(),
             None => Some(fut.await),
         };
         cluster.active.fetch_sub(1, Ordering::Relaxed);
         cluster.balancer.on_request_end(ep);
 
-        let route_expired = deadline.is_some_and(|d| Instant::now() >= d);
+        let route_expired = || deadline.is_some_and(|d| Instant::now() >= d);
         let (err, retriable) = match outcome {
             Some(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 endpoint.stats.inc(status);
                 cluster.record_result(ep, Some(status));
                 if retry.retry_status(status) {
-                    if !last_try && !route_expired {
+                    if !last_try && !route_expired() {
                         tries += 1;
                         worker
                             .shared
@@ -801,7 +805,7 @@ async fn forward(
                 )
             }
         };
-        if retriable && !last_try && !route_expired {
+        if retriable && !last_try && !route_expired() {
             tries += 1;
             worker
                 .shared

@@ -10,7 +10,6 @@ use futures_util::future::LocalBoxFuture;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -166,7 +165,11 @@ where
     ChannelBody { rx }
 }
 
-type Step = LocalBoxFuture<'static, Result<Vec<Frame<Bytes>>, BoxError>>;
+/// What one step of the chain releases: at most a data frame and a trailers frame, in order
+/// (no heap allocation per step).
+type Frames = [Option<Frame<Bytes>>; 2];
+
+type Step = LocalBoxFuture<'static, Result<Frames, BoxError>>;
 
 /// A response body passed through the response phases of a chain (`!Send`).
 pub struct FilteredBody<B> {
@@ -176,7 +179,8 @@ pub struct FilteredBody<B> {
     /// has not been sent yet.
     stop: Rc<RefCell<Option<BodyStop>>>,
     pending: Option<Step>,
-    out: VecDeque<Frame<Bytes>>,
+    /// Frames released by the last step, not yet returned (front first).
+    out: Frames,
     eos_sent: bool,
     inner_done: bool,
 }
@@ -188,7 +192,7 @@ impl<B> FilteredBody<B> {
             stream,
             stop: Default::default(),
             pending: None,
-            out: VecDeque::new(),
+            out: [None, None],
             eos_sent: false,
             inner_done: false,
         }
@@ -209,8 +213,8 @@ fn body_step(
     Box::pin(async move {
         let r = stream.lock().await.on_response_body(data, eos).await;
         let why = match r {
-            Ok(BodyFlow::Continue(b)) if !b.is_empty() => return Ok(vec![Frame::data(b)]),
-            Ok(BodyFlow::Continue(_)) | Ok(BodyFlow::Hold) => return Ok(vec![]),
+            Ok(BodyFlow::Continue(b)) if !b.is_empty() => return Ok([Some(Frame::data(b)), None]),
+            Ok(BodyFlow::Continue(_)) | Ok(BodyFlow::Hold) => return Ok([None, None]),
             Ok(BodyFlow::LocalResponse(l)) => BodyStop::Local(l),
             Ok(BodyFlow::Reset) => BodyStop::Reset,
             Err(e) => BodyStop::TooLarge(e.status()),
@@ -237,15 +241,11 @@ fn trailers_step(
                 return Err(Box::new(e) as BoxError);
             }
         };
-        let mut v = Vec::new();
-        if let Some(b) = tf.flushed_body.filter(|b| !b.is_empty()) {
-            v.push(Frame::data(b));
-        }
+        let flushed = tf.flushed_body.filter(|b| !b.is_empty()).map(Frame::data);
         match tf.flow {
             Flow::Continue => {
                 let t = s.response_trailers().to_header_map().unwrap_or(trailers);
-                v.push(Frame::trailers(t));
-                Ok(v)
+                Ok([flushed, Some(Frame::trailers(t))])
             }
             Flow::LocalResponse(l) => {
                 *stop.borrow_mut() = Some(BodyStop::Local(l));
@@ -272,7 +272,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
-            if let Some(f) = this.out.pop_front() {
+            if let Some(f) = this.out.iter_mut().find_map(Option::take) {
                 return Poll::Ready(Some(Ok(f)));
             }
             if let Some(step) = this.pending.as_mut() {
@@ -280,7 +280,7 @@ where
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(frames)) => {
                         this.pending = None;
-                        this.out.extend(frames);
+                        this.out = frames;
                         continue;
                     }
                     Poll::Ready(Err(e)) => {

@@ -81,16 +81,28 @@ impl Histogram {
         }
     }
 
-    /// Record one observation of `v` integer units.
-    pub fn observe(&self, v: u64) {
+    fn bucket(&self, v: u64) -> usize {
         let x = v as f64 * self.unit;
-        let i = self
-            .bounds
+        self.bounds
             .iter()
             .position(|b| x <= *b)
-            .unwrap_or(self.bounds.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
+            .unwrap_or(self.bounds.len())
+    }
+
+    /// Record one observation of `v` integer units.
+    pub fn observe(&self, v: u64) {
+        self.counts[self.bucket(v)].fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// [`Histogram::observe`] for a histogram only one thread ever writes: a load and a store
+    /// per counter instead of a locked read-modify-write (readers may see a count one
+    /// observation late, never a torn or lost one).
+    fn observe_single_writer(&self, v: u64) {
+        let bump =
+            |c: &AtomicU64, by: u64| c.store(c.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+        bump(&self.counts[self.bucket(v)], 1);
+        bump(&self.sum, v);
     }
 
     /// Number of observations.
@@ -103,23 +115,53 @@ impl Histogram {
         self.sum.load(Ordering::Relaxed) as f64 * self.unit
     }
 
+    /// Adds this histogram's counts into `counts` (one per bucket) and `sum`.
+    fn add_into(&self, counts: &mut [u64], sum: &mut u64) {
+        for (total, c) in counts.iter_mut().zip(&self.counts) {
+            *total += c.load(Ordering::Relaxed);
+        }
+        *sum += self.sum.load(Ordering::Relaxed);
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0u64;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
-        }
-        let count = cumulative + self.counts[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum();
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name}_sum {sum}");
-            let _ = writeln!(out, "{name}_count {count}");
-        } else {
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
-        }
+        let mut counts = vec![0; self.counts.len()];
+        let mut sum = 0;
+        self.add_into(&mut counts, &mut sum);
+        render_buckets(
+            out,
+            name,
+            labels,
+            self.bounds,
+            &counts,
+            sum as f64 * self.unit,
+        );
+    }
+}
+
+/// Prometheus text for one histogram: `counts` per bucket (the last one `+Inf`), `sum` in the
+/// unit of `bounds`.
+fn render_buckets(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[f64],
+    counts: &[u64],
+    sum: f64,
+) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0u64;
+    for (b, c) in bounds.iter().zip(counts) {
+        cumulative += c;
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+    }
+    let count = cumulative + counts[bounds.len()];
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    } else {
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
 
@@ -221,19 +263,44 @@ impl Phase {
     ];
 }
 
+/// Threads with a duration shard of their own (more share one, with atomic adds).
+const DURATION_SHARDS: usize = 64;
+
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard of every filter's durations (assigned once, never reused).
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One histogram per [`Phase`].
+type PhaseHistograms = Box<[Histogram]>;
+
+fn phase_histograms() -> PhaseHistograms {
+    (0..Phase::COUNT)
+        .map(|_| Histogram::new(&DURATION_BUCKETS, 1e-9))
+        .collect()
+}
+
 /// Host-side statistics of one filter (by filter name), shared by all its VMs.
+///
+/// Callback durations are timed about thirty times per request through four filters, so they
+/// are kept per thread: each worker thread writes its own shard (allocated on its first
+/// observation) without locked instructions, and readers add the shards up. Threads past
+/// [`DURATION_SHARDS`] share one more shard with atomic adds.
 #[derive(Debug)]
 pub struct FilterStats {
     errors: [AtomicU64; 4],
-    durations: Vec<Histogram>,
+    /// `DURATION_SHARDS` single-writer shards, then the shared one.
+    durations: Box<[std::sync::OnceLock<PhaseHistograms>]>,
 }
 
 impl FilterStats {
     fn new() -> Self {
         FilterStats {
             errors: Default::default(),
-            durations: (0..Phase::COUNT)
-                .map(|_| Histogram::new(&DURATION_BUCKETS, 1e-9))
+            durations: (0..=DURATION_SHARDS)
+                .map(|_| std::sync::OnceLock::new())
                 .collect(),
         }
     }
@@ -250,17 +317,34 @@ impl FilterStats {
 
     /// Time spent in one callback.
     pub fn observe(&self, phase: Phase, d: Duration) {
-        self.durations[phase as usize].observe(d.as_nanos().min(u64::MAX as u128) as u64);
+        let v = d.as_nanos().min(u64::MAX as u128) as u64;
+        let shard = SHARD.with(|s| *s).min(DURATION_SHARDS);
+        let h = &self.durations[shard].get_or_init(phase_histograms)[phase as usize];
+        if shard < DURATION_SHARDS {
+            h.observe_single_writer(v);
+        } else {
+            h.observe(v);
+        }
+    }
+
+    /// `phase`'s bucket counts and sum (nanoseconds), added up over the shards.
+    fn merged(&self, phase: Phase) -> (Vec<u64>, u64) {
+        let mut counts = vec![0; DURATION_BUCKETS.len() + 1];
+        let mut sum = 0;
+        for shard in self.durations.iter().filter_map(|s| s.get()) {
+            shard[phase as usize].add_into(&mut counts, &mut sum);
+        }
+        (counts, sum)
     }
 
     /// Number of timed callbacks of `phase`.
     pub fn calls(&self, phase: Phase) -> u64 {
-        self.durations[phase as usize].count()
+        self.merged(phase).0.iter().sum()
     }
 
     /// Seconds spent in callbacks of `phase`.
     pub fn seconds(&self, phase: Phase) -> f64 {
-        self.durations[phase as usize].sum()
+        self.merged(phase).1 as f64 * 1e-9
     }
 
     /// Every phase that ran so far: `(phase name, calls, seconds)`.
@@ -268,15 +352,33 @@ impl FilterStats {
         Phase::ALL
             .iter()
             .filter_map(|p| {
-                let h = &self.durations[*p as usize];
-                (h.count() > 0).then(|| (p.as_str(), h.count(), h.sum()))
+                let (counts, sum) = self.merged(*p);
+                let calls: u64 = counts.iter().sum();
+                (calls > 0).then(|| (p.as_str(), calls, sum as f64 * 1e-9))
             })
             .collect()
     }
 
     /// Total seconds spent in this filter's callbacks.
     pub fn total_seconds(&self) -> f64 {
-        self.durations.iter().map(Histogram::sum).sum()
+        Phase::ALL.iter().map(|p| self.seconds(*p)).sum()
+    }
+
+    /// `weir_filter_duration_seconds` of `phase` with `labels`, if it ran at all.
+    fn render_durations(&self, out: &mut String, phase: Phase, labels: &str) {
+        let (counts, sum) = self.merged(phase);
+        if counts.iter().sum::<u64>() == 0 {
+            return;
+        }
+        let name = "weir_filter_duration_seconds";
+        render_buckets(
+            out,
+            name,
+            labels,
+            &DURATION_BUCKETS,
+            &counts,
+            sum as f64 * 1e-9,
+        );
     }
 }
 
@@ -416,12 +518,8 @@ impl MetricsRegistry {
         for (f, s) in &filters {
             let f = escape_label(f);
             for phase in Phase::ALL {
-                let h = &s.durations[phase as usize];
-                if h.count() == 0 {
-                    continue;
-                }
                 let labels = format!("filter=\"{f}\",phase=\"{}\"", phase.as_str());
-                h.render(out, "weir_filter_duration_seconds", &labels);
+                s.render_durations(out, phase, &labels);
             }
         }
     }

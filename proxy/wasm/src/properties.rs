@@ -38,7 +38,9 @@ pub struct StreamInfo {
     pub request_id: Option<String>,
     /// "HTTP/1.0", "HTTP/1.1", "HTTP/2".
     pub protocol: Option<String>,
-    pub start_time: SystemTime,
+    /// Wall-clock start (`request.time`); when `None`, derived from `start_instant` on demand
+    /// (the proxy reads the wall clock per request only when its access log or spans need it).
+    pub start_time: Option<SystemTime>,
     pub start_instant: Instant,
     pub route_name: Option<String>,
     pub cluster_name: Option<String>,
@@ -63,7 +65,7 @@ impl Default for StreamInfo {
             peer_subject: None,
             request_id: None,
             protocol: None,
-            start_time: SystemTime::now(),
+            start_time: None,
             start_instant: Instant::now(),
             route_name: None,
             cluster_name: None,
@@ -166,7 +168,12 @@ pub(crate) fn get_property(
                 opt_s(&info.request_id).or_else(|| rh.get("x-request-id").map(<[u8]>::to_vec))
             }
             [b"protocol"] => opt_s(&info.protocol),
-            [b"time"] => Some(encode_int(nanos_since_epoch(info.start_time))),
+            [b"time"] => {
+                let start = info
+                    .start_time
+                    .unwrap_or_else(|| SystemTime::now() - info.start_instant.elapsed());
+                Some(encode_int(nanos_since_epoch(start)))
+            }
             [b"duration"] => Some(encode_int(info.start_instant.elapsed().as_nanos() as i64)),
             [b"size"] => Some(encode_int(
                 rh.get_str("content-length")

@@ -112,6 +112,31 @@ pub(crate) enum Effect {
     },
 }
 
+/// A map keyed by ids the host hands out itself (context ids, metric ids): never chosen by a
+/// client, so they need no DoS-resistant hash. Hostcalls look the effective context up on
+/// nearly every call; a multiply is all the hashing it takes.
+pub(crate) type ContextMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of a `u32` id (spreads sequential ids over the high bits hashbrown uses).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// The data of one wasmtime store (one VM).
 pub(crate) struct HostState {
     pub plugin: Arc<PreparedPlugin>,
@@ -121,7 +146,7 @@ pub(crate) struct HostState {
     pub root_id: u32,
     /// The context hostcalls act on (set per callback, changed by proxy_set_effective_context).
     pub effective: u32,
-    pub http: HashMap<u32, HttpCtx>,
+    pub http: ContextMap<HttpCtx>,
     pub config_phase: ConfigPhase,
     pub call_response: Option<CallResponse>,
     pub next_token: u32,
@@ -132,7 +157,7 @@ pub(crate) struct HostState {
     pub shared_data: Arc<SharedData>,
     pub queues: Arc<SharedQueues>,
     pub metrics: Arc<MetricsRegistry>,
-    pub metric_cache: HashMap<u32, Arc<FilterMetric>>,
+    pub metric_cache: ContextMap<Arc<FilterMetric>>,
     pub root_props: Vec<(Vec<u8>, Vec<u8>)>,
     pub queue_tx: tokio::sync::mpsc::UnboundedSender<(u32, u32)>,
     /// Arguments of the foreign function being served (buffer type CallData).

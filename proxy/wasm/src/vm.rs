@@ -6,7 +6,6 @@
 //! policy (fail_closed, fail_open, reload with backoff).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -409,7 +408,7 @@ impl PluginVm {
             alloc: None,
             root_id: ROOT_ID,
             effective: ROOT_ID,
-            http: HashMap::new(),
+            http: Default::default(),
             config_phase: ConfigPhase::None,
             call_response: None,
             next_token: 0,
@@ -419,7 +418,7 @@ impl PluginVm {
             shared_data: host.shared_data.clone(),
             queues: host.queues.clone(),
             metrics: host.metrics.clone(),
-            metric_cache: HashMap::new(),
+            metric_cache: Default::default(),
             root_props: Vec::new(),
             queue_tx: self.queue_tx.clone(),
             foreign_args: None,
