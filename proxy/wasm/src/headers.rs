@@ -368,8 +368,6 @@ impl HeaderList {
             (*method, *uri, *headers) = self.to_request_parts()?;
             return Ok(());
         };
-        // Room for the names filters added, at once (a head parsed by hyper has none spare).
-        headers.reserve(names.len());
         for name in names {
             match name.as_slice() {
                 b":method" => *method = self.method()?,
@@ -398,7 +396,6 @@ impl HeaderList {
             (*status, *headers) = self.to_response_parts()?;
             return Ok(());
         };
-        headers.reserve(names.len());
         for name in names {
             match name.as_slice() {
                 b":status" => *status = self.status()?,
