@@ -120,10 +120,38 @@ fn lower(name: &[u8]) -> Vec<u8> {
 /// standard names), so writing it back into a head needs no second parse; names `http`
 /// rejects (pseudo headers among them: `:` is not a token character) stay lower-cased bytes.
 fn name_field(name: &[u8]) -> Field {
-    match HeaderName::from_bytes(name) {
-        Ok(n) => Field::Name(n),
-        Err(_) => Field::Owned(lower(name)),
+    match parsed_name(name) {
+        Some(n) => Field::Name(n),
+        None => Field::Owned(lower(name)),
     }
+}
+
+/// Distinct names a worker thread keeps parsed (past it, new names are parsed every time).
+const NAME_CACHE_MAX: usize = 1024;
+
+thread_local! {
+    /// Header names filters write, as written → parsed. Filters mostly write the same few
+    /// names (constants in their code: `x-ratelimit-remaining`), so each is parsed, lower-cased
+    /// and allocated once per thread instead of once per request, and the clone written into
+    /// the head is a reference-count increment. Bounded by [`NAME_CACHE_MAX`], since a filter
+    /// may also write names that come from client input.
+    static NAME_CACHE: std::cell::RefCell<std::collections::HashMap<Box<[u8]>, HeaderName>> =
+        Default::default();
+}
+
+/// `name` as a `HeaderName` (`None` when `http` rejects it, pseudo headers among them).
+fn parsed_name(name: &[u8]) -> Option<HeaderName> {
+    NAME_CACHE.with(|cache| {
+        if let Some(n) = cache.borrow().get(name) {
+            return Some(n.clone());
+        }
+        let n = HeaderName::from_bytes(name).ok()?;
+        let mut cache = cache.borrow_mut();
+        if cache.len() < NAME_CACHE_MAX {
+            cache.insert(name.into(), n.clone());
+        }
+        Some(n)
+    })
 }
 
 /// A value written by a filter: a `HeaderValue` when valid (one copy, reused when the list is
@@ -426,7 +454,7 @@ impl HeaderList {
         });
         let hn = match known {
             Some(n) => n,
-            None => HeaderName::from_bytes(name).map_err(|_| invalid())?,
+            None => parsed_name(name).ok_or_else(invalid)?,
         };
         headers.remove(&hn);
         for (k, v) in &self.entries {
@@ -489,6 +517,22 @@ mod tests {
     fn pseudo_header_names_stay_bytes() {
         assert!(matches!(name_field(b":path"), Field::Owned(_)));
         assert!(matches!(name_field(b"X-Env"), Field::Name(_)));
+    }
+
+    #[test]
+    fn cached_names_parse_like_http() {
+        for _ in 0..2 {
+            assert_eq!(parsed_name(b"X-Env").unwrap().as_str(), "x-env");
+            assert_eq!(parsed_name(b"content-type"), Some(http::header::CONTENT_TYPE));
+            assert_eq!(parsed_name(b"bad name"), None);
+            assert_eq!(parsed_name(b":path"), None);
+        }
+        // Past the cap, names are still parsed, just not kept.
+        for i in 0..NAME_CACHE_MAX + 10 {
+            let name = format!("x-n{i}");
+            assert_eq!(parsed_name(name.as_bytes()).unwrap().as_str(), name);
+        }
+        assert!(NAME_CACHE.with(|c| c.borrow().len()) <= NAME_CACHE_MAX);
     }
 
     #[test]
