@@ -20,36 +20,64 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+/// `name`'s index in [`HOP_BY_HOP`]: its length picks the one candidate to compare (a table
+/// lookup for standard names, no hashing, no comparison against all eight).
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let n = name.as_str();
+    let i = match n.len() {
+        10 if n == "connection" => 0,
+        10 if n == "keep-alive" => 1,
+        16 if n == "proxy-connection" => 2,
+        18 if n == "proxy-authenticate" => 3,
+        19 if n == "proxy-authorization" => 4,
+        2 if n == "te" => 5,
+        17 if n == "transfer-encoding" => 6,
+        7 if n == "upgrade" => 7,
+        _ => return None,
+    };
+    Some(i)
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 /// `trailers` in `te` is kept for gRPC-style requests (as Envoy does).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names, no hashing.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names, no hashing: which hop-by-hop headers are there (most requests
+    // carry none; most HTTP/1.1 responses just `connection: keep-alive`).
+    let present = headers
+        .keys()
+        .filter_map(hop_by_hop_index)
+        .fold(0u8, |bits, i| bits | 1 << i);
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if present & 1 != 0 {
+        // Names the `Connection` header lists; its usual tokens (`keep-alive`, `close`) are
+        // either removed below anyway or not header names in use.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    let te_trailers = present & (1 << 5) != 0
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -214,6 +242,24 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+
+        // Every hop-by-hop name is found by its index; `close` is not a header to remove.
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i));
+        }
+        assert_eq!(hop_by_hop_index(&header::CONTENT_LENGTH), None);
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Close, X-Other"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("gzip, trailers"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["te", "x-keep"]);
+        assert_eq!(h["te"], "trailers");
     }
 
     #[test]

@@ -523,7 +523,10 @@ mod tests {
     fn cached_names_parse_like_http() {
         for _ in 0..2 {
             assert_eq!(parsed_name(b"X-Env").unwrap().as_str(), "x-env");
-            assert_eq!(parsed_name(b"content-type"), Some(http::header::CONTENT_TYPE));
+            assert_eq!(
+                parsed_name(b"content-type"),
+                Some(http::header::CONTENT_TYPE)
+            );
             assert_eq!(parsed_name(b"bad name"), None);
             assert_eq!(parsed_name(b":path"), None);
         }
