@@ -50,7 +50,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
-    if present & 1 != 0 {
+    let has = |name: &HeaderName| hop_by_hop_index(name).is_some_and(|i| present & 1 << i != 0);
+    if has(&header::CONNECTION) {
         // Names the `Connection` header lists; its usual tokens (`keep-alive`, `close`) are
         // either removed below anyway or not header names in use.
         let named: Vec<HeaderName> = headers
@@ -66,7 +67,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    let te_trailers = present & (1 << 5) != 0
+    let te_trailers = has(&header::TE)
         && headers
             .get(header::TE)
             .and_then(|v| v.to_str().ok())
