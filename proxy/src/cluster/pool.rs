@@ -27,7 +27,6 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -510,7 +509,8 @@ impl Body for UpstreamBody {
 /// The pools of one worker: cluster identity → pool. `!Sync`, lives on its worker thread.
 #[derive(Default)]
 pub struct WorkerPools {
-    pools: RefCell<HashMap<u64, Rc<ClusterPool>>>,
+    /// cluster id → pool; looked up per request (foldhash: the ids are the proxy's own).
+    pools: RefCell<foldhash::HashMap<u64, Rc<ClusterPool>>>,
     seen_version: std::cell::Cell<u64>,
 }
 

@@ -12,8 +12,9 @@ use weir_wasm::{FilterChain, HostServices, PluginVm};
 pub struct WorkerFilters {
     pub version: u64,
     pub vms: HashMap<String, Rc<PluginVm>>,
-    /// listener → chain per route index (`None`: the route has no filters).
-    chains: HashMap<String, Vec<Option<FilterChain>>>,
+    /// listener → chain per route index (`None`: the route has no filters). Looked up per
+    /// request, so hashed with foldhash rather than SipHash (the keys are config names).
+    chains: foldhash::HashMap<String, Vec<Option<FilterChain>>>,
 }
 
 impl WorkerFilters {
@@ -38,7 +39,7 @@ impl WorkerFilters {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut chains = HashMap::new();
+        let mut chains = foldhash::HashMap::default();
         for (lname, l) in &snap.listeners {
             let per_route = l
                 .routes

@@ -57,6 +57,19 @@ const DURATION_BUCKETS: [f64; 14] = [
     1.0,
 ];
 
+/// The largest integer `v` with `v * unit <= bound` (as the float comparison a bucket is defined
+/// by); 0 when even 0 is above the bound (bounds are never negative here).
+fn largest_at_or_below(bound: f64, unit: f64) -> u64 {
+    let mut v = (bound / unit).floor().max(0.0) as u64;
+    while v > 0 && v as f64 * unit > bound {
+        v -= 1;
+    }
+    while ((v + 1) as f64 * unit) <= bound {
+        v += 1;
+    }
+    v
+}
+
 /// A fixed-bucket histogram with atomic counts. Observations are integers (nanoseconds for
 /// durations, raw values for filter histograms) so that one observation is two relaxed
 /// `fetch_add`s (its bucket and the sum) — the count is the sum of the buckets.
@@ -65,6 +78,9 @@ pub struct Histogram {
     bounds: &'static [f64],
     /// What one integer unit is in the unit of `bounds` (1e-9 for nanoseconds → seconds).
     unit: f64,
+    /// Per bound, the largest observation (in integer units) that falls at or below it, so an
+    /// observation finds its bucket with integer compares and no float conversion.
+    int_bounds: Box<[u64]>,
     /// One per bound, then the overflow bucket (`+Inf`).
     counts: Vec<AtomicU64>,
     /// Sum of the observations, in integer units.
@@ -76,17 +92,22 @@ impl Histogram {
         Histogram {
             bounds,
             unit,
+            int_bounds: bounds
+                .iter()
+                .map(|b| largest_at_or_below(*b, unit))
+                .collect(),
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum: AtomicU64::new(0),
         }
     }
 
+    /// The bucket of `v`: the first bound `v` is at or below (`+Inf` past the last), found with
+    /// integer compares from the smallest bound (callbacks mostly land in the first few).
     fn bucket(&self, v: u64) -> usize {
-        let x = v as f64 * self.unit;
-        self.bounds
+        self.int_bounds
             .iter()
-            .position(|b| x <= *b)
-            .unwrap_or(self.bounds.len())
+            .position(|b| v <= *b)
+            .unwrap_or(self.int_bounds.len())
     }
 
     /// Record one observation of `v` integer units.
@@ -317,7 +338,11 @@ impl FilterStats {
 
     /// Time spent in one callback.
     pub fn observe(&self, phase: Phase, d: Duration) {
-        let v = d.as_nanos().min(u64::MAX as u128) as u64;
+        self.observe_nanos(phase, u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Time spent in one callback, in nanoseconds.
+    pub fn observe_nanos(&self, phase: Phase, v: u64) {
         let shard = SHARD.with(|s| *s).min(DURATION_SHARDS);
         let h = &self.durations[shard].get_or_init(phase_histograms)[phase as usize];
         if shard < DURATION_SHARDS {
@@ -520,6 +545,37 @@ impl MetricsRegistry {
             for phase in Phase::ALL {
                 let labels = format!("filter=\"{f}\",phase=\"{}\"", phase.as_str());
                 s.render_durations(out, phase, &labels);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a bucket is defined as: the first bound the observation, in the bounds' unit, is at
+    /// or below.
+    fn float_bucket(h: &Histogram, v: u64) -> usize {
+        let x = v as f64 * h.unit;
+        h.bounds
+            .iter()
+            .position(|b| x <= *b)
+            .unwrap_or(h.bounds.len())
+    }
+
+    #[test]
+    fn integer_buckets_match_the_float_bounds() {
+        for h in [
+            Histogram::new(&DURATION_BUCKETS, 1e-9),
+            Histogram::new(&FILTER_BUCKETS, 1.0),
+        ] {
+            let mut probes = vec![0, 1, 2, u64::MAX];
+            for b in h.int_bounds.iter() {
+                probes.extend([b.saturating_sub(1), *b, b + 1]);
+            }
+            for v in probes {
+                assert_eq!(h.bucket(v), float_bucket(&h, v), "value {v}");
             }
         }
     }

@@ -5,7 +5,6 @@
 //! clock elsewhere (`Instant::now` costs ≈25 ns through the vDSO). Calibrated once per process.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
 
@@ -27,11 +26,11 @@ impl Ticks {
         Ticks(clock().raw())
     }
 
-    /// Time from `earlier` to `self` (zero if `earlier` is later).
-    pub(crate) fn since(self, earlier: Ticks) -> Duration {
+    /// Nanoseconds from `earlier` to `self` (zero if `earlier` is later).
+    pub(crate) fn nanos_since(self, earlier: Ticks) -> u64 {
         if self.0 <= earlier.0 {
-            return Duration::ZERO;
+            return 0;
         }
-        Duration::from_nanos(clock().delta_as_nanos(earlier.0, self.0))
+        clock().delta_as_nanos(earlier.0, self.0)
     }
 }

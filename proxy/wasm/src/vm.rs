@@ -543,7 +543,9 @@ impl PluginVm {
         let start = carried.unwrap_or_else(Ticks::now);
         let r = f(inst);
         let end = Ticks::now();
-        self.plugin.stats.observe(phase, end.since(start));
+        self.plugin
+            .stats
+            .observe_nanos(phase, end.nanos_since(start));
         if in_run {
             CLOCK_RUN.set((true, Some(end)));
         }
