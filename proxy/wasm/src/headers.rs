@@ -82,8 +82,9 @@ enum Origin {
     /// Not made from a head, or replaced wholesale: converting back rebuilds everything.
     #[default]
     Rebuild,
-    /// Made from a head; the (lower-case) names changed since.
-    Tracked(Vec<Vec<u8>>),
+    /// Made from a head; the (lower-case) names changed since, parsed as header names where
+    /// `http` takes them (no allocation for names already in the name cache).
+    Tracked(Vec<Field>),
 }
 
 impl PartialEq for HeaderList {
@@ -132,11 +133,17 @@ fn lowered(name: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// standard names), so writing it back into a head needs no second parse; names `http`
 /// rejects (pseudo headers among them: `:` is not a token character) stay lower-cased bytes.
 fn name_field(name: &[u8]) -> Field {
+    if let Some(p) = PSEUDO.iter().find(|p| p.as_bytes() == name) {
+        return Field::Static(p.as_bytes());
+    }
     match parsed_name(name) {
         Some(n) => Field::Name(n),
         None => Field::Owned(lower(name)),
     }
 }
+
+/// The pseudo headers proxy-wasm heads carry (kept as static bytes, never parsed).
+const PSEUDO: [&str; 5] = [":method", ":path", ":authority", ":scheme", ":status"];
 
 /// Distinct names a worker thread keeps parsed (past it, new names are parsed every time).
 const NAME_CACHE_MAX: usize = 1024;
@@ -238,25 +245,29 @@ impl HeaderList {
     /// Append a pair (name lower-cased).
     pub fn add(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let name = lowered(name.as_ref());
-        self.touch(&name);
-        self.entries
-            .push((name_field(&name), value_field(value.as_ref())));
+        let field = self.touch(&name).unwrap_or_else(|| name_field(&name));
+        self.entries.push((field, value_field(value.as_ref())));
     }
 
-    /// Note that `name` (lower-case) changed (for lists made from an `http` head).
-    fn touch(&mut self, name: &[u8]) {
-        if let Origin::Tracked(names) = &mut self.origin {
-            if !names.iter().any(|n| n.as_slice() == name) {
-                names.push(name.to_vec());
-            }
+    /// Note that `name` (lower-case) changed (for lists made from an `http` head); returns
+    /// the name as tracked (parsed once), for the caller to reuse.
+    fn touch(&mut self, name: &[u8]) -> Option<Field> {
+        let Origin::Tracked(names) = &mut self.origin else {
+            return None;
+        };
+        if let Some(n) = names.iter().find(|n| n.is(name)) {
+            return Some(n.clone());
         }
+        let field = name_field(name);
+        names.push(field.clone());
+        Some(field)
     }
 
     /// Replace the first value of `name` in place and drop the others; append if absent.
     pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let name = lowered(name.as_ref());
         let value = value.as_ref();
-        self.touch(&name);
+        let tracked = self.touch(&name);
         let mut found = false;
         self.entries.retain_mut(|(k, v)| {
             if k.is(&name) {
@@ -269,7 +280,8 @@ impl HeaderList {
             true
         });
         if !found {
-            self.entries.push((name_field(&name), value_field(value)));
+            let field = tracked.unwrap_or_else(|| name_field(&name));
+            self.entries.push((field, value_field(value)));
         }
     }
 
@@ -413,7 +425,7 @@ impl HeaderList {
             return Ok(());
         };
         for name in names {
-            match name.as_slice() {
+            match name.as_bytes() {
                 b":method" => *method = self.method()?,
                 b":path" => *uri = self.uri()?,
                 b":authority" => {
@@ -423,7 +435,7 @@ impl HeaderList {
                     }
                 }
                 n if n.first() == Some(&b':') => {} // :scheme and others: not sent upstream
-                n => self.rewrite(n, headers)?,
+                _ => self.rewrite(name, headers)?,
             }
         }
         Ok(())
@@ -441,10 +453,10 @@ impl HeaderList {
             return Ok(());
         };
         for name in names {
-            match name.as_slice() {
+            match name.as_bytes() {
                 b":status" => *status = self.status()?,
                 n if n.first() == Some(&b':') => {}
-                n => self.rewrite(n, headers)?,
+                _ => self.rewrite(name, headers)?,
             }
         }
         Ok(())
@@ -461,16 +473,13 @@ impl HeaderList {
     }
 
     /// Replaces every value of the regular header `name` in `headers` with the list's.
-    fn rewrite(&self, name: &[u8], headers: &mut HeaderMap) -> Result<(), HeaderError> {
+    fn rewrite(&self, field: &Field, headers: &mut HeaderMap) -> Result<(), HeaderError> {
+        let name = field.as_bytes();
         let invalid = || HeaderError::Invalid(String::from_utf8_lossy(name).into_owned());
-        // The name as a filter wrote it or the head had it (no parse), else parsed.
-        let known = self.entries.iter().find_map(|(k, _)| match k {
-            Field::Name(n) if n.as_str().as_bytes() == name => Some(n.clone()),
-            _ => None,
-        });
-        let hn = match known {
-            Some(n) => n,
-            None => parsed_name(name).ok_or_else(invalid)?,
+        // Touched names are parsed already unless `http` rejects them.
+        let hn = match field {
+            Field::Name(n) => n.clone(),
+            _ => return Err(invalid()),
         };
         headers.remove(&hn);
         for (k, v) in &self.entries {
@@ -531,7 +540,8 @@ mod tests {
 
     #[test]
     fn pseudo_header_names_stay_bytes() {
-        assert!(matches!(name_field(b":path"), Field::Owned(_)));
+        assert!(matches!(name_field(b":path"), Field::Static(b":path")));
+        assert!(matches!(name_field(b":other"), Field::Owned(_)));
         assert!(matches!(name_field(b"X-Env"), Field::Name(_)));
     }
 
