@@ -538,18 +538,7 @@ impl PluginVm {
             return Err(CallError::Unavailable);
         }
         inst.store.data_mut().effective = effective;
-        inst.store.set_epoch_deadline(self.deadline_ticks);
-        let (in_run, carried) = CLOCK_RUN.get();
-        let start = carried.unwrap_or_else(Ticks::now);
-        let r = f(inst);
-        let end = Ticks::now();
-        self.plugin
-            .stats
-            .observe_nanos(phase, end.nanos_since(start));
-        if in_run {
-            CLOCK_RUN.set((true, Some(end)));
-        }
-        match r {
+        match self.timed(phase, inst, f) {
             Ok(v) => {
                 self.after_callback(inst);
                 Ok(v)
@@ -562,6 +551,28 @@ impl PluginVm {
                 Err(CallError::Failed(kind))
             }
         }
+    }
+
+    /// One guest call with the deadline armed, timed into `phase`'s duration histogram (within
+    /// a [`ClockRun`], one call's end is the next one's start: one clock read per call).
+    fn timed<R>(
+        &self,
+        phase: Phase,
+        inst: &mut Instance,
+        f: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
+    ) -> wasmtime::Result<R> {
+        inst.store.set_epoch_deadline(self.deadline_ticks);
+        let (in_run, carried) = CLOCK_RUN.get();
+        let start = carried.unwrap_or_else(Ticks::now);
+        let r = f(inst);
+        let end = Ticks::now();
+        self.plugin
+            .stats
+            .observe_nanos(phase, end.nanos_since(start));
+        if in_run {
+            CLOCK_RUN.set((true, Some(end)));
+        }
+        r
     }
 
     fn fail(&self, kind: FailureKind, phase: Phase, e: &wasmtime::Error, dead: Option<Instance>) {
@@ -845,37 +856,50 @@ impl PluginVm {
         })
     }
 
-    /// End a stream's context: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`, then forget it.
+    /// End a stream's context: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` (each timed
+    /// and deadline-armed like any callback, under one borrow of the instance), then forget it.
+    /// A failing callback ends the sequence: the failure policy takes the instance down.
     pub(crate) fn finish_context(&self, ctx: u32, gen: u64) {
-        let ok = self
-            .invoke(Phase::Done, Some(gen), ctx, |inst| match &inst.ex.on_done {
-                Some(f) => f.call(&mut inst.store, ctx as i32).map(|_| ()),
+        let mut guard = self.inner.borrow_mut();
+        let Some(inst) = guard.as_mut() else {
+            return;
+        };
+        if gen != self.generation.get() {
+            return;
+        }
+        inst.store.data_mut().effective = ctx;
+        let c = ctx as i32;
+        let mut phase = Phase::Done;
+        let mut r = self.timed(phase, inst, |inst| match &inst.ex.on_done {
+            Some(f) => f.call(&mut inst.store, c).map(|_| ()),
+            None => Ok(()),
+        });
+        if r.is_ok() {
+            phase = Phase::Log;
+            r = self.timed(phase, inst, |inst| match &inst.ex.on_log {
+                Some(f) => f.call(&mut inst.store, c),
                 None => Ok(()),
-            })
-            .is_ok();
-        let ok = ok
-            && self
-                .invoke(Phase::Log, Some(gen), ctx, |inst| match &inst.ex.on_log {
-                    Some(f) => f.call(&mut inst.store, ctx as i32),
-                    None => Ok(()),
-                })
-                .is_ok();
-        if ok {
-            let _ = self.invoke(Phase::Delete, Some(gen), ctx, |inst| {
-                match &inst.ex.on_delete {
-                    Some(f) => f.call(&mut inst.store, ctx as i32),
-                    None => Ok(()),
-                }
             });
         }
-        if let Some(inst) = self.inner.borrow_mut().as_mut() {
-            if gen == self.generation.get() {
-                let state = inst.store.data_mut();
-                state.http.remove(&ctx);
-                if state.effective == ctx {
-                    state.effective = ROOT_ID;
-                }
-            }
+        if r.is_ok() {
+            phase = Phase::Delete;
+            r = self.timed(phase, inst, |inst| match &inst.ex.on_delete {
+                Some(f) => f.call(&mut inst.store, c),
+                None => Ok(()),
+            });
+        }
+        if let Err(e) = r {
+            let kind = classify(&e, inst.store.data_mut());
+            let dead = guard.take();
+            drop(guard);
+            self.fail(kind, phase, &e, dead);
+            return;
+        }
+        self.after_callback(inst);
+        let state = inst.store.data_mut();
+        state.http.remove(&ctx);
+        if state.effective == ctx {
+            state.effective = ROOT_ID;
         }
     }
 
