@@ -274,10 +274,7 @@ where
 {
     fin.status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
-    let body: ResponseBody = Box::pin(ObservedBody::new(
-        body,
-        Box::new(move |n, end| fin.done(n, end)),
-    ));
+    let body: ResponseBody = Box::pin(ObservedBody::new(body, move |n, end| fin.done(n, end)));
     Response::from_parts(parts, body)
 }
 
@@ -454,7 +451,7 @@ pub async fn handle(
         empty() // zero-sized: no allocation, nothing to count
     } else {
         let counter = bytes_received.clone();
-        let count_end = Box::new(move |n, _| counter.store(n, Ordering::Relaxed));
+        let count_end = move |n, _| counter.store(n, Ordering::Relaxed);
         match limits.max_request_body {
             Some(max) => ObservedBody::new(
                 LimitedBody::new(body, max.get(), exceeded.clone()),
