@@ -389,14 +389,11 @@ impl ChainStream {
     }
 
     /// Call one filter's callback for `phase`; handle local response, pause and failure.
-    async fn step(
-        &mut self,
-        i: usize,
-        phase: Phase,
-        arg: usize,
-        eos: bool,
-    ) -> Result<(Step, u32), ()> {
-        let (vm, ctx, gen, signal) = match &self.slots[i].state {
+    /// Synchronous (a guest call never awaits): no future of its own per callback.
+    fn step(&mut self, i: usize, phase: Phase, arg: usize, eos: bool) -> Result<(Step, u32), ()> {
+        let slot = &self.slots[i];
+        let vm = &slot.vm;
+        let (ctx, gen) = match &slot.state {
             SlotState::Skip => return Ok((Step::Next, 0)),
             SlotState::Reject => {
                 let lr = LocalResponse::filter_failed();
@@ -404,10 +401,10 @@ impl ChainStream {
                 return Ok((Step::Stop(Flow::LocalResponse(lr)), 0));
             }
             SlotState::Active { ctx, gen, signal } => {
-                (self.slots[i].vm.clone(), *ctx, *gen, signal.clone())
+                signal.resumed.set(false);
+                (*ctx, *gen)
             }
         };
-        signal.resumed.set(false);
         // Time only callbacks the module implements (a missing export is no work done).
         let timed = (self.timings.is_some()
             && vm.plugin().module().exports_function(phase_export(phase)))
@@ -472,7 +469,7 @@ impl ChainStream {
                     _ => d.response_trailers.len(),
                 }
             };
-            let Ok((step, action)) = self.step(i, phase, n, eos).await else {
+            let Ok((step, action)) = self.step(i, phase, n, eos) else {
                 continue;
             };
             if let Step::Stop(flow) = step {
@@ -516,7 +513,7 @@ impl ChainStream {
         for i in self.order(dir) {
             if !matches!(self.slots[i].state, SlotState::Active { .. }) {
                 if let SlotState::Reject = self.slots[i].state {
-                    let Ok((Step::Stop(f), _)) = self.step(i, phase, 0, eos).await else {
+                    let Ok((Step::Stop(f), _)) = self.step(i, phase, 0, eos) else {
                         continue;
                     };
                     return Ok(flow_to_body(f));
@@ -537,7 +534,7 @@ impl ChainStream {
             };
             let len = buf.len();
             std::mem::swap(Self::body_mut(&mut self.data.borrow_mut(), dir), &mut buf);
-            let res = self.step(i, phase, len, eos).await;
+            let res = self.step(i, phase, len, eos);
             data = std::mem::take(Self::body_mut(&mut self.data.borrow_mut(), dir));
             let Ok((step, action)) = res else { continue };
             if let Step::Stop(flow) = step {
