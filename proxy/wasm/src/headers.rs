@@ -24,6 +24,12 @@ enum Field {
     Static(&'static [u8]),
     Name(HeaderName),
     Value(HeaderValue),
+    /// `:path` from the request URI (a reference-count increment).
+    Path(http::uri::PathAndQuery),
+    /// `:authority` from the request URI (a reference-count increment).
+    Authority(http::uri::Authority),
+    /// `:status` of a response (no allocation).
+    Status(StatusCode),
     Owned(Vec<u8>),
 }
 
@@ -33,6 +39,9 @@ impl Field {
             Field::Static(b) => b,
             Field::Name(n) => n.as_str().as_bytes(),
             Field::Value(v) => v.as_bytes(),
+            Field::Path(p) => p.as_str().as_bytes(),
+            Field::Authority(a) => a.as_str().as_bytes(),
+            Field::Status(s) => s.as_str().as_bytes(),
             Field::Owned(b) => b,
         }
     }
@@ -47,9 +56,7 @@ impl Field {
     fn to_value(&self) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
         match self {
             Field::Value(v) => Ok(v.clone()),
-            Field::Static(b) => HeaderValue::from_bytes(b),
-            Field::Name(n) => HeaderValue::from_bytes(n.as_str().as_bytes()),
-            Field::Owned(b) => HeaderValue::from_bytes(b),
+            other => HeaderValue::from_bytes(other.as_bytes()),
         }
     }
 
@@ -73,6 +80,15 @@ impl Eq for Field {}
 impl std::fmt::Debug for Field {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// A header value taken out of a list (see [`HeaderList::get_held`]).
+pub(crate) struct HeldValue(Field);
+
+impl AsRef<[u8]> for HeldValue {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -233,6 +249,17 @@ impl HeaderList {
             .map(|(_, v)| v.as_bytes())
     }
 
+    /// The first value of a byte name, held without borrowing the list (a reference-count
+    /// increment for values taken from a head), for a hostcall that must copy it into the guest
+    /// after letting go of the stream.
+    pub(crate) fn get_held(&self, name: &[u8]) -> Option<HeldValue> {
+        let name = lowered(name);
+        self.entries
+            .iter()
+            .find(|(k, _)| k.is(&name))
+            .map(|(_, v)| HeldValue(v.clone()))
+    }
+
     /// Every value of `name`.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         let name = lowered(name.as_bytes());
@@ -318,10 +345,13 @@ impl HeaderList {
             list.entries.push((Field::Static(name.as_bytes()), value))
         };
         pseudo(":method", method_field(method));
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        pseudo(":path", Field::Owned(path.as_bytes().to_vec()));
+        let path = match uri.path_and_query() {
+            Some(p) => Field::Path(p.clone()),
+            None => Field::Static(b"/"),
+        };
+        pseudo(":path", path);
         let authority = match (uri.authority(), headers.get(http::header::HOST)) {
-            (Some(a), _) => Field::Owned(a.as_str().as_bytes().to_vec()),
+            (Some(a), _) => Field::Authority(a.clone()),
             (None, Some(h)) => Field::Value(h.clone()),
             (None, None) => Field::Static(b""),
         };
@@ -380,10 +410,8 @@ impl HeaderList {
     /// The response head as proxy-wasm sees it: `:status` then every header.
     pub fn from_response(status: StatusCode, headers: &HeaderMap) -> Self {
         let mut list = HeaderList::with_capacity(headers.len() + 1);
-        list.entries.push((
-            Field::Static(b":status"),
-            Field::Owned(status.as_str().as_bytes().to_vec()),
-        ));
+        list.entries
+            .push((Field::Static(b":status"), Field::Status(status)));
         list.extend_from_map(headers);
         list.origin = Origin::Tracked(Vec::new());
         list

@@ -123,12 +123,12 @@ pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
         "proxy_get_header_map_value",
         |mut c: Ctx<'_>, t: i32, kp: i32, kl: i32, ret_ptr: i32, ret_len: i32| -> Result<i32> {
             let found = with_guest_slices(&mut c, (kp, kl), (0, 0), |key, _, s| {
-                with_map(s, t, false, |m| m.get_bytes(key).map(<[u8]>::to_vec))
+                with_map(s, t, false, |m| m.get_held(key))
             })?;
             match found {
                 Ok(Some(v)) => {
                     // Allocated even when empty, so SDKs see Some("") rather than None.
-                    return_bytes(&mut c, &v, ret_ptr, ret_len)?;
+                    return_bytes(&mut c, v.as_ref(), ret_ptr, ret_len)?;
                     Ok(status::OK)
                 }
                 Ok(None) => {
