@@ -242,22 +242,23 @@ impl HeaderList {
 
     /// The first value of a byte name (case-insensitive).
     pub fn get_bytes(&self, name: &[u8]) -> Option<&[u8]> {
-        let name = lowered(name);
-        self.entries
-            .iter()
-            .find(|(k, _)| k.is(&name))
-            .map(|(_, v)| v.as_bytes())
+        self.first(name).map(Field::as_bytes)
     }
 
     /// The first value of a byte name, held without borrowing the list (a reference-count
     /// increment for values taken from a head), for a hostcall that must copy it into the guest
     /// after letting go of the stream.
     pub(crate) fn get_held(&self, name: &[u8]) -> Option<HeldValue> {
+        self.first(name).cloned().map(HeldValue)
+    }
+
+    /// The first value of `name` (case-insensitive).
+    fn first(&self, name: &[u8]) -> Option<&Field> {
         let name = lowered(name);
         self.entries
             .iter()
             .find(|(k, _)| k.is(&name))
-            .map(|(_, v)| HeldValue(v.clone()))
+            .map(|(_, v)| v)
     }
 
     /// Every value of `name`.

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use crate::error::FailureKind;
 
@@ -334,11 +333,6 @@ impl FilterStats {
     /// Failures of `kind` so far.
     pub fn errors(&self, kind: FailureKind) -> u64 {
         self.errors[kind.index()].load(Ordering::Relaxed)
-    }
-
-    /// Time spent in one callback.
-    pub fn observe(&self, phase: Phase, d: Duration) {
-        self.observe_nanos(phase, u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     }
 
     /// Time spent in one callback, in nanoseconds.

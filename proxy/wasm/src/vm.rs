@@ -543,13 +543,7 @@ impl PluginVm {
                 self.after_callback(inst);
                 Ok(v)
             }
-            Err(e) => {
-                let kind = classify(&e, inst.store.data_mut());
-                let dead = guard.take();
-                drop(guard);
-                self.fail(kind, phase, &e, dead);
-                Err(CallError::Failed(kind))
-            }
+            Err(e) => Err(CallError::Failed(self.fail_taking(guard, phase, &e))),
         }
     }
 
@@ -573,6 +567,24 @@ impl PluginVm {
             CLOCK_RUN.set((true, Some(end)));
         }
         r
+    }
+
+    /// A guest call on the instance in `guard` failed: take the instance out (the borrow ends
+    /// before the failure is handled), classify the failure by its state and apply
+    /// [`PluginVm::fail`]. Returns the kind.
+    fn fail_taking(
+        &self,
+        mut guard: std::cell::RefMut<'_, Option<Instance>>,
+        phase: Phase,
+        e: &wasmtime::Error,
+    ) -> FailureKind {
+        let mut dead = guard.take();
+        drop(guard);
+        let kind = dead
+            .as_mut()
+            .map_or(FailureKind::Trap, |inst| classify(e, inst.store.data_mut()));
+        self.fail(kind, phase, e, dead);
+        kind
     }
 
     fn fail(&self, kind: FailureKind, phase: Phase, e: &wasmtime::Error, dead: Option<Instance>) {
@@ -889,10 +901,7 @@ impl PluginVm {
             });
         }
         if let Err(e) = r {
-            let kind = classify(&e, inst.store.data_mut());
-            let dead = guard.take();
-            drop(guard);
-            self.fail(kind, phase, &e, dead);
+            self.fail_taking(guard, phase, &e);
             return;
         }
         self.after_callback(inst);
