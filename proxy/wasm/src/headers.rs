@@ -296,20 +296,24 @@ impl HeaderList {
         let name = lowered(name.as_ref());
         let value = value.as_ref();
         let tracked = self.touch(&name);
-        let mut found = false;
-        self.entries.retain_mut(|(k, v)| {
-            if k.is(&name) {
-                if found {
-                    return false;
+        // A scan that stops at the first match; the list is compacted only when the name
+        // repeats (rare), instead of a `retain` over every pair on each write.
+        match self.entries.iter().position(|(k, _)| k.is(&name)) {
+            Some(first) => {
+                self.entries[first].1 = value_field(value);
+                let rest = first + 1;
+                if self.entries[rest..].iter().any(|(k, _)| k.is(&name)) {
+                    let mut i = 0;
+                    self.entries.retain(|(k, _)| {
+                        i += 1;
+                        i <= rest || !k.is(&name)
+                    });
                 }
-                found = true;
-                *v = value_field(value);
             }
-            true
-        });
-        if !found {
-            let field = tracked.unwrap_or_else(|| name_field(&name));
-            self.entries.push((field, value_field(value)));
+            None => {
+                let field = tracked.unwrap_or_else(|| name_field(&name));
+                self.entries.push((field, value_field(value)));
+            }
         }
     }
 
@@ -317,7 +321,9 @@ impl HeaderList {
     pub fn remove(&mut self, name: impl AsRef<[u8]>) {
         let name = lowered(name.as_ref());
         self.touch(&name);
-        self.entries.retain(|(k, _)| !k.is(&name));
+        if self.entries.iter().any(|(k, _)| k.is(&name)) {
+            self.entries.retain(|(k, _)| !k.is(&name));
+        }
     }
 
     /// Drop everything.
@@ -659,6 +665,29 @@ mod tests {
         list.apply_to_request(&mut m, &mut u, &mut h).unwrap();
         let v: Vec<_> = h.get_all("x-multi").iter().collect();
         assert_eq!(v, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn set_replaces_the_first_value_in_place_and_drops_the_rest() {
+        let mut list = HeaderList::from_pairs([
+            ("a", "1"),
+            ("x-dup", "first"),
+            ("b", "2"),
+            ("X-Dup", "second"),
+            ("c", "3"),
+            ("x-dup", "third"),
+        ]);
+        list.set("x-DUP", "new");
+        let pairs: Vec<_> = list.iter().collect();
+        let want: [(&[u8], &[u8]); 4] =
+            [(b"a", b"1"), (b"x-dup", b"new"), (b"b", b"2"), (b"c", b"3")];
+        assert_eq!(pairs, want);
+        list.set("d", "4");
+        assert_eq!(list.iter().last(), Some((&b"d"[..], &b"4"[..])));
+        list.remove("b");
+        list.remove("absent");
+        assert_eq!(list.len(), 4);
+        assert_eq!(list.get("b"), None);
     }
 
     #[test]
