@@ -531,7 +531,7 @@ pub async fn handle(
                 return Ok(fail(e, fin));
             }
         }
-        let shared_stream = Rc::new(tokio::sync::Mutex::new(cs));
+        let shared_stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
         if !body_empty {
             body =
                 crate::wasm::body::pump_request_body(body, shared_stream.clone(), stopped.clone())

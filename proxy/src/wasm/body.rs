@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use weir_wasm::{BodyFlow, ChainStream, Flow, HeaderList, LocalResponse, StreamError};
 
 /// The chain stream of one request, shared by its request and response sides.
-pub type SharedStream = Rc<tokio::sync::Mutex<ChainStream>>;
+pub type SharedStream = Rc<super::stream_lock::StreamLock<ChainStream>>;
 
 /// What stopped a request body early.
 #[derive(Debug, Clone)]
