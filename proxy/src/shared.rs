@@ -45,7 +45,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Registry>,
     pub workers: Vec<WorkerStats>,
-    pub node: String,
+    /// The node id (`node.id`), shared with every request's filter stream without a copy.
+    pub node: Arc<str>,
     pub wasm: weir_wasm::WasmHost,
     /// Serialises swaps (file reloads, admin, control plane).
     pub swap_lock: std::sync::Mutex<()>,
@@ -78,7 +79,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
-            node,
+            node: node.into(),
             wasm,
             swap_lock: Default::default(),
             prepare_lock: Default::default(),

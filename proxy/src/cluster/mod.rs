@@ -44,7 +44,8 @@ pub enum ClusterError {
 pub struct ClusterState {
     /// Identity of this build of the cluster; per-worker pools are keyed by it.
     pub id: u64,
-    pub name: String,
+    /// Shared with every request's filter stream (`cluster_name`) without a copy.
+    pub name: Arc<str>,
     pub config: config::Cluster,
     pub endpoints: Vec<Endpoint>,
     pub balancer: balancer::Balancer,
@@ -147,7 +148,7 @@ impl ClusterState {
         };
         Ok(ClusterState {
             id: NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed),
-            name: cfg.name.clone(),
+            name: cfg.name.as_str().into(),
             config: cfg.clone(),
             endpoints,
             balancer,

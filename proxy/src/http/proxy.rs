@@ -145,7 +145,8 @@ struct Finish {
     protocol: &'static str,
     status: u16,
     flags: &'static str,
-    bytes_received: Arc<AtomicU64>,
+    /// The request body's length, counted as it streams (`None`: no body).
+    bytes_received: Option<Arc<AtomicU64>>,
     upstream_host: String,
     upstream_service_time: Option<Duration>,
     request_id: HeaderValue,
@@ -253,7 +254,10 @@ impl Finish {
                 protocol: self.protocol,
                 status: self.status,
                 response_flags: flags,
-                bytes_received: self.bytes_received.load(Ordering::Relaxed),
+                bytes_received: self
+                    .bytes_received
+                    .as_ref()
+                    .map_or(0, |n| n.load(Ordering::Relaxed)),
                 bytes_sent,
                 duration_ms: elapsed.as_secs_f64() * 1e3,
                 upstream_host: &self.upstream_host,
@@ -301,7 +305,12 @@ fn filter_flag(status: u16) -> &'static str {
 }
 
 /// The per-request facts filters read as properties.
-fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_wasm::StreamInfo {
+fn stream_info(
+    conn: &ConnInfo,
+    fin: &Finish,
+    route: &Arc<str>,
+    node: &Arc<str>,
+) -> weir_wasm::StreamInfo {
     let tls = conn.tls.as_ref();
     let peer = tls.and_then(|t| t.peer.as_ref());
     weir_wasm::StreamInfo {
@@ -317,12 +326,12 @@ fn stream_info(conn: &ConnInfo, fin: &Finish, route: &str, node: &str) -> weir_w
         peer_uri_sans: peer.map(|p| p.uri_sans.clone()).unwrap_or_default(),
         peer_dns_sans: peer.map(|p| p.dns_sans.clone()).unwrap_or_default(),
         peer_subject: peer.and_then(|p| p.subject.clone()),
-        request_id: fin.request_id.to_str().ok().map(str::to_string),
-        protocol: Some(fin.protocol.to_string()),
+        request_id: Some(fin.request_id.clone()),
+        protocol: Some(fin.protocol.into()),
         start_time: fin.start_time,
         start_instant: fin.start,
-        route_name: Some(route.to_string()),
-        node_id: Some(node.to_string()),
+        route_name: Some(route.clone()),
+        node_id: Some(node.clone()),
         cluster_name: None,
         upstream_address: None,
         response_code_details: None,
@@ -392,7 +401,6 @@ pub async fn handle(
         .as_ref()
         .and_then(|t| t.peer.as_ref())
         .and_then(|p| p.uri_sans.first().cloned());
-    let bytes_received = Arc::new(AtomicU64::new(0));
     let mut fin = Finish {
         stats: listener.no_route.clone(),
         listener: listener.clone(),
@@ -412,7 +420,7 @@ pub async fn handle(
         protocol: version_str(parts.version),
         status: 0,
         flags: "-",
-        bytes_received: bytes_received.clone(),
+        bytes_received: None,
         upstream_host: String::new(),
         upstream_service_time: None,
         request_id,
@@ -434,7 +442,8 @@ pub async fn handle(
 
     // Request body: limit and count.
     let limits = &listener.config.limits;
-    let exceeded = Arc::new(AtomicBool::new(false));
+    // Set when the request body goes over its limit (only a body with a limit has one).
+    let mut exceeded: Option<Arc<AtomicBool>> = None;
     if let Some(max) = limits.max_request_body {
         let declared = parts
             .headers
@@ -450,11 +459,12 @@ pub async fn handle(
     let body: ProxyBody = if body_empty {
         empty() // zero-sized: no allocation, nothing to count
     } else {
-        let counter = bytes_received.clone();
+        let counter = Arc::new(AtomicU64::new(0));
+        fin.bytes_received = Some(counter.clone());
         let count_end = move |n, _| counter.store(n, Ordering::Relaxed);
         match limits.max_request_body {
             Some(max) => ObservedBody::new(
-                LimitedBody::new(body, max.get(), exceeded.clone()),
+                LimitedBody::new(body, max.get(), exceeded.insert(Arc::default()).clone()),
                 count_end,
             )
             .boxed_unsync(),
@@ -478,7 +488,7 @@ pub async fn handle(
 
     let cluster = route.pick_cluster(rand::random()).clone();
     fin.cluster = keep(&cluster.name);
-    if let Some(s) = route.stats.get(&cluster.name) {
+    if let Some(s) = route.stats.get(&*cluster.name) {
         fin.stats = s.clone();
     }
 
@@ -652,7 +662,7 @@ pub async fn handle(
             }
         }
         Err((mut e, ep, retried)) => {
-            if exceeded.load(Ordering::Relaxed) {
+            if exceeded.is_some_and(|x| x.load(Ordering::Relaxed)) {
                 e = ProxyError::BodyTooLarge;
             }
             let stop = stopped.borrow_mut().take();

@@ -63,7 +63,8 @@ impl Retry {
 
 /// One compiled route.
 pub struct CompiledRoute {
-    pub name: String,
+    /// Shared with every request's filter stream (`route_name`) without a copy.
+    pub name: Arc<str>,
     pub matcher: Matcher,
     pub destination: Destination,
     /// `None`: no timeout.
@@ -86,7 +87,7 @@ impl CompiledRoute {
                 let name = split.pick(r);
                 clusters
                     .iter()
-                    .find(|c| c.name == name)
+                    .find(|c| *c.name == *name)
                     .unwrap_or(&clusters[0])
             }
         }
@@ -174,9 +175,9 @@ impl RouteTable {
                 None => None,
             };
             let names: Vec<String> = match &destination {
-                Destination::Cluster(c) => vec![c.name.clone()],
+                Destination::Cluster(c) => vec![c.name.to_string()],
                 Destination::Split { clusters, .. } => {
-                    clusters.iter().map(|c| c.name.clone()).collect()
+                    clusters.iter().map(|c| c.name.to_string()).collect()
                 }
             };
             let stats = names
@@ -186,7 +187,7 @@ impl RouteTable {
             let mut filters = listener.filters.clone();
             filters.extend(r.filters.iter().cloned());
             routes.push(CompiledRoute {
-                name,
+                name: name.into(),
                 matcher,
                 destination,
                 timeout: match r.timeout {

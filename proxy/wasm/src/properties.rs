@@ -35,17 +35,17 @@ pub struct StreamInfo {
     pub peer_dns_sans: Vec<String>,
     pub peer_subject: Option<String>,
     /// `request.id`; when `None`, the `x-request-id` request header is used.
-    pub request_id: Option<String>,
+    pub request_id: Option<http::HeaderValue>,
     /// "HTTP/1.0", "HTTP/1.1", "HTTP/2".
-    pub protocol: Option<String>,
+    pub protocol: Option<std::borrow::Cow<'static, str>>,
     /// Wall-clock start (`request.time`); when `None`, derived from `start_instant` on demand
     /// (the proxy reads the wall clock per request only when its access log or spans need it).
     pub start_time: Option<SystemTime>,
     pub start_instant: Instant,
-    pub route_name: Option<String>,
-    pub cluster_name: Option<String>,
+    pub route_name: Option<std::sync::Arc<str>>,
+    pub cluster_name: Option<std::sync::Arc<str>>,
     pub upstream_address: Option<SocketAddr>,
-    pub node_id: Option<String>,
+    pub node_id: Option<std::sync::Arc<str>>,
     pub response_code_details: Option<String>,
     /// Envoy response flags bitmask (`response.flags`).
     pub response_flags: u64,
@@ -92,7 +92,7 @@ fn s(v: &str) -> Option<Vec<u8>> {
     Some(v.as_bytes().to_vec())
 }
 
-fn opt_s(v: &Option<String>) -> Option<Vec<u8>> {
+fn opt_s<S: std::ops::Deref<Target = str>>(v: &Option<S>) -> Option<Vec<u8>> {
     v.as_deref().map(|v| v.as_bytes().to_vec())
 }
 
@@ -164,9 +164,11 @@ pub(crate) fn get_property(
             [b"referer"] => rh.get("referer").map(<[u8]>::to_vec),
             [b"headers", more @ ..] => header_map(rh, more),
             [b"trailers", more @ ..] => header_map(&st.request_trailers, more),
-            [b"id"] => {
-                opt_s(&info.request_id).or_else(|| rh.get("x-request-id").map(<[u8]>::to_vec))
-            }
+            [b"id"] => info
+                .request_id
+                .as_ref()
+                .map(|v| v.as_bytes().to_vec())
+                .or_else(|| rh.get("x-request-id").map(<[u8]>::to_vec)),
             [b"protocol"] => opt_s(&info.protocol),
             [b"time"] => {
                 let start = info

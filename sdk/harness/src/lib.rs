@@ -719,9 +719,11 @@ impl<'h> RequestBuilder<'h> {
         self.info.peer_uri_sans.push(uri.into());
         self
     }
-    /// `request.id` (otherwise the `x-request-id` header, if any).
+    /// `request.id` (otherwise the `x-request-id` header, if any). Panics when `id` is not a
+    /// valid header value (the proxy's request ids are header values).
     pub fn request_id(mut self, id: &str) -> Self {
-        self.info.request_id = Some(id.into());
+        let id = http::HeaderValue::from_str(id).expect("a request id is a valid header value");
+        self.info.request_id = Some(id);
         self
     }
     /// Any other connection/stream fact.

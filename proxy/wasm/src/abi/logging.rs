@@ -26,7 +26,10 @@ fn emit(filter: &str, request_id: Option<&str>, level: i32, msg: &str) {
 pub(crate) fn log(state: &HostState, level: i32, msg: &str) {
     let stream = state.current_http().map(|h| h.stream.clone());
     let info = stream.as_ref().and_then(|s| s.try_borrow().ok());
-    let request_id = info.as_ref().and_then(|d| d.info.request_id.as_deref());
+    let request_id = info
+        .as_ref()
+        .and_then(|d| d.info.request_id.as_ref())
+        .and_then(|v| v.to_str().ok());
     emit(state.plugin_name(), request_id, level, msg);
 }
 
