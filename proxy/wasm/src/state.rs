@@ -29,9 +29,10 @@ pub(crate) struct StreamData {
     pub request_trailers: HeaderList,
     pub response_headers: HeaderList,
     pub response_trailers: HeaderList,
-    /// The request body buffer under the current `proxy_on_request_body` callback.
-    pub request_body: Vec<u8>,
-    pub response_body: Vec<u8>,
+    /// The request body buffer under the current `proxy_on_request_body` callback: the chunk
+    /// as received (shared, not copied) until a filter writes to it.
+    pub request_body: bytes::Bytes,
+    pub response_body: bytes::Bytes,
     pub request_body_size: u64,
     pub response_body_size: u64,
     /// Values set with `proxy_set_property` (path as serialized, value).
@@ -50,8 +51,8 @@ impl StreamData {
             request_trailers: HeaderList::default(),
             response_headers: HeaderList::default(),
             response_trailers: HeaderList::default(),
-            request_body: Vec::new(),
-            response_body: Vec::new(),
+            request_body: bytes::Bytes::new(),
+            response_body: bytes::Bytes::new(),
             request_body_size: 0,
             response_body_size: 0,
             props: Vec::new(),

@@ -165,7 +165,7 @@ struct Slot {
     vm: Rc<PluginVm>,
     state: SlotState,
     /// Body held by this filter: [request, response].
-    held: [Option<Vec<u8>>; 2],
+    held: [Option<Bytes>; 2],
 }
 
 enum Step {
@@ -278,8 +278,7 @@ impl ChainStream {
         end_of_stream: bool,
     ) -> Result<BodyFlow, StreamError> {
         self.data.borrow_mut().request_body_size += chunk.len() as u64;
-        self.run_body(Dir::Request, chunk.to_vec(), end_of_stream)
-            .await
+        self.run_body(Dir::Request, chunk, end_of_stream).await
     }
 
     /// Request trailers (end of the request). Filters holding the body get it first with
@@ -305,8 +304,7 @@ impl ChainStream {
         end_of_stream: bool,
     ) -> Result<BodyFlow, StreamError> {
         self.data.borrow_mut().response_body_size += chunk.len() as u64;
-        self.run_body(Dir::Response, chunk.to_vec(), end_of_stream)
-            .await
+        self.run_body(Dir::Response, chunk, end_of_stream).await
     }
 
     /// Response trailers.
@@ -344,6 +342,9 @@ impl ChainStream {
 
     fn terminal(&self) -> Option<Flow> {
         let mut d = self.data.borrow_mut();
+        if d.local_response.is_none() && !d.reset {
+            return None; // the usual case: nothing to move out and back
+        }
         if let Some(lr) = d.local_response.take() {
             if d.info.response_code_details.is_none() {
                 d.info.response_code_details = Some(lr.details.clone());
@@ -484,7 +485,7 @@ impl ChainStream {
         Flow::Continue
     }
 
-    fn body_mut(d: &mut StreamData, dir: Dir) -> &mut Vec<u8> {
+    fn body_mut(d: &mut StreamData, dir: Dir) -> &mut Bytes {
         match dir {
             Dir::Request => &mut d.request_body,
             Dir::Response => &mut d.response_body,
@@ -503,7 +504,7 @@ impl ChainStream {
     async fn run_body(
         &mut self,
         dir: Dir,
-        mut data: Vec<u8>,
+        mut data: Bytes,
         eos: bool,
     ) -> Result<BodyFlow, StreamError> {
         let phase = match dir {
@@ -521,14 +522,16 @@ impl ChainStream {
                 continue;
             }
             let mut buf = match self.slots[i].held[dir as usize].take() {
-                Some(mut h) => {
+                Some(held) => {
+                    // The held bytes' allocation is reused (a filter's held body is not shared).
+                    let mut h = Vec::from(held);
                     h.extend_from_slice(&data);
                     // What this filter held plus the new bytes is one buffer: its limit
                     // applies at end of stream too.
                     if h.len() > self.slots[i].vm.max_body_bytes() {
                         return Err(self.too_large(i, dir));
                     }
-                    h
+                    Bytes::from(h)
                 }
                 None => data,
             };
@@ -557,7 +560,7 @@ impl ChainStream {
                 }
             }
         }
-        Ok(BodyFlow::Continue(Bytes::from(data)))
+        Ok(BodyFlow::Continue(data))
     }
 
     async fn run_trailers(
@@ -568,7 +571,7 @@ impl ChainStream {
         let holding = self.slots.iter().any(|s| s.held[dir as usize].is_some());
         let mut flushed_body = None;
         if holding {
-            match self.run_body(dir, Vec::new(), true).await? {
+            match self.run_body(dir, Bytes::new(), true).await? {
                 BodyFlow::Continue(b) => flushed_body = Some(b),
                 BodyFlow::Hold => {}
                 BodyFlow::LocalResponse(lr) => {

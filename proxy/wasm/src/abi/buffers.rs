@@ -14,22 +14,27 @@
 //! `set` replaces `size` bytes at `start` (clamped): `start=0,size=0` prepends, `start>=len`
 //! appends, `start=0,size>=len` replaces everything.
 
+use bytes::Bytes;
 use wasmtime::Linker;
 use wasmtime::Result;
 
 use super::{read, return_bytes, return_none, status, write_u32, Ctx};
 use crate::state::HostState;
 
-fn slice_of(b: &[u8], start: usize, max: usize) -> Vec<u8> {
-    if start >= b.len() {
-        return Vec::new();
-    }
-    let end = start.saturating_add(max).min(b.len());
-    b[start..end].to_vec()
+/// `[start, start+max)` of `b`, clamped.
+fn range_of(len: usize, start: usize, max: usize) -> std::ops::Range<usize> {
+    let start = start.min(len);
+    start..start.saturating_add(max).min(len)
 }
 
-/// Copy `[start, start+max)` of buffer `t` (clamped), or a status.
-fn get_range(s: &HostState, t: i32, start: usize, max: usize) -> Result<Vec<u8>, i32> {
+fn slice_of(b: &[u8], start: usize, max: usize) -> Bytes {
+    Bytes::copy_from_slice(&b[range_of(b.len(), start, max)])
+}
+
+/// `[start, start+max)` of buffer `t` (clamped), or a status. A body range is shared with the
+/// stream (no copy); other buffers are copied, since the guest is called (to allocate) before
+/// the range is written into its memory.
+fn get_range(s: &HostState, t: i32, start: usize, max: usize) -> Result<Bytes, i32> {
     match t {
         0 | 1 => {
             let ctx = s.current_http().ok_or(status::NOT_FOUND)?;
@@ -42,7 +47,7 @@ fn get_range(s: &HostState, t: i32, start: usize, max: usize) -> Result<Vec<u8>,
             } else {
                 &st.response_body
             };
-            Ok(slice_of(b, start, max))
+            Ok(b.slice(range_of(b.len(), start, max)))
         }
         4 => {
             let r = s.call_response.as_ref().ok_or(status::NOT_FOUND)?;
@@ -87,11 +92,13 @@ fn len_of(s: &HostState, t: i32) -> Result<usize, i32> {
     }
 }
 
-/// Replace `size` bytes at `start` (clamped) with `value`.
-pub(crate) fn splice(b: &mut Vec<u8>, start: usize, size: usize, value: &[u8]) {
-    let start = start.min(b.len());
-    let end = start.saturating_add(size).min(b.len());
-    b.splice(start..end, value.iter().copied());
+/// Replace `size` bytes at `start` (clamped) with `value`. A body still shared with the
+/// received chunk is copied here, on its first write (the allocation is reused when the body
+/// is not shared).
+pub(crate) fn splice(b: &mut Bytes, start: usize, size: usize, value: &[u8]) {
+    let mut v = Vec::from(std::mem::take(b));
+    v.splice(range_of(v.len(), start, size), value.iter().copied());
+    *b = Bytes::from(v);
 }
 
 pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> Result<()> {
