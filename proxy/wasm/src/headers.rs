@@ -317,11 +317,12 @@ impl HeaderList {
         }
     }
 
-    /// Remove every value of `name`.
+    /// Remove every value of `name`. Removing a name the list does not have changes nothing,
+    /// so the name is not tracked (the head it mirrors has no such header either).
     pub fn remove(&mut self, name: impl AsRef<[u8]>) {
         let name = lowered(name.as_ref());
-        self.touch(&name);
         if self.entries.iter().any(|(k, _)| k.is(&name)) {
+            self.touch(&name);
             self.entries.retain(|(k, _)| !k.is(&name));
         }
     }
@@ -516,12 +517,20 @@ impl HeaderList {
             Field::Name(n) => n.clone(),
             _ => return Err(invalid()),
         };
-        headers.remove(&hn);
+        // The first value replaces the head's (one map operation), later ones are appended.
+        let mut first = true;
         for (k, v) in &self.entries {
             if k.is(name) {
                 let value = v.to_value().map_err(|_| invalid())?;
-                headers.append(hn.clone(), value);
+                if std::mem::take(&mut first) {
+                    headers.insert(hn.clone(), value);
+                } else {
+                    headers.append(hn.clone(), value);
+                }
             }
+        }
+        if first {
+            headers.remove(&hn);
         }
         Ok(())
     }
