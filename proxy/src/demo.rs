@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 const CONFIG: &str = r#"
+access_log: { path: "off" }   # the demo prints its own account of each request
 listeners:
   - name: edge
     address: 127.0.0.1:0

@@ -100,7 +100,15 @@ impl Snapshot {
                 }
                 None => None,
             };
-            let log_cfg = l.access_log.as_ref().or(config.access_log.as_ref());
+            // Not configured anywhere: one JSON line per request on stdout (DESIGN.md §8).
+            let default_log = config::AccessLog {
+                path: "stdout".into(),
+            };
+            let log_cfg = l
+                .access_log
+                .as_ref()
+                .or(config.access_log.as_ref())
+                .or(Some(&default_log));
             let access_log = match log_cfg {
                 Some(a) => {
                     let path = if matches!(a.path.as_str(), "stdout" | "stderr" | "off" | "-" | "")

@@ -254,7 +254,8 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
         l.tls = None;
         l.access_log = None;
     }
-    cfg.access_log = None;
+    // Off unless asked for (`--access-log`): the figures are the proxy's and the chain's.
+    cfg.access_log = Some(config::AccessLog { path: "off".into() });
     cfg.admin = None;
     let chain: Vec<String> = cfg.filters.iter().map(|f| f.name.clone()).collect();
     let with = measure("with filter chain", cfg.clone(), &base, opts).await?;

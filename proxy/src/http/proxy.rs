@@ -260,7 +260,9 @@ impl Finish {
                     .map_or(0, |n| n.load(Ordering::Relaxed)),
                 bytes_sent,
                 duration_ms: elapsed.as_secs_f64() * 1e3,
+                duration: elapsed.as_millis() as u64,
                 upstream_host: &self.upstream_host,
+                upstream: &self.upstream_host,
                 upstream_service_time_ms: self.upstream_service_time.map(|d| d.as_secs_f64() * 1e3),
                 request_id: self.request_id.to_str().unwrap_or(""),
                 traceparent: self.traceparent.to_str().unwrap_or(""),
@@ -295,9 +297,15 @@ fn filter_response(l: &weir_wasm::LocalResponse) -> Response<ProxyBody> {
     Response::from_parts(p, full(b))
 }
 
-/// Envoy's flag for a filter's local reply.
-fn filter_flag(status: u16) -> &'static str {
-    match status {
+/// Envoy's flag for a filter's local reply: `FI` for an injected fault (the details Envoy's
+/// fault filter gives its aborts, `fault_filter_abort`, or an `x-fault-injected` header, which
+/// is how the built-in fault filter marks them: the Rust SDK sends no details), `RL` for a
+/// 429, `UAEX` for any other refusal.
+fn filter_flag(l: &weir_wasm::LocalResponse) -> &'static str {
+    if l.details == "fault_filter_abort" || l.headers.get("x-fault-injected").is_some() {
+        return "FI";
+    }
+    match l.status {
         429 => "RL",
         400.. => "UAEX",
         _ => "-",
@@ -309,6 +317,7 @@ fn stream_info(
     conn: &ConnInfo,
     fin: &Finish,
     route: &Arc<str>,
+    cluster: &Arc<str>,
     node: &Arc<str>,
 ) -> weir_wasm::StreamInfo {
     let tls = conn.tls.as_ref();
@@ -332,7 +341,8 @@ fn stream_info(
         start_instant: fin.start,
         route_name: Some(route.clone()),
         node_id: Some(node.clone()),
-        cluster_name: None,
+        // Known once the route is chosen (a split picked its cluster), as in Envoy.
+        cluster_name: Some(cluster.clone()),
         upstream_address: None,
         response_code_details: None,
         response_flags: 0,
@@ -507,7 +517,13 @@ pub async fn handle(
             };
             return Ok(fail(e, fin));
         };
-        let mut cs = chain.new_stream(stream_info(&conn, &fin, &route.name, &shared.node));
+        let mut cs = chain.new_stream(stream_info(
+            &conn,
+            &fin,
+            &route.name,
+            &cluster.name,
+            &shared.node,
+        ));
         if let Some(t) = &fin.trace {
             cs.record_timings(t.timings.clone());
         }
@@ -530,7 +546,7 @@ pub async fn handle(
                 }
             },
             weir_wasm::Flow::LocalResponse(l) => {
-                fin.flags = filter_flag(l.status);
+                fin.flags = filter_flag(&l);
                 return Ok(observe(filter_response(&l), fin));
             }
             weir_wasm::Flow::Reset => {
@@ -571,7 +587,7 @@ pub async fn handle(
             let why = stopped.borrow_mut().take();
             let e = match why {
                 Some(crate::wasm::body::BodyStop::Local(l)) => {
-                    fin.flags = filter_flag(l.status);
+                    fin.flags = filter_flag(&l);
                     return Ok(observe(filter_response(&l), fin));
                 }
                 Some(crate::wasm::body::BodyStop::TooLarge(_)) => ProxyError::BodyTooLarge,
@@ -599,8 +615,8 @@ pub async fn handle(
                 let mut cs = stream.lock().await;
                 {
                     let mut info = cs.info_mut();
-                    info.cluster_name = Some(cluster.name.clone());
                     info.upstream_address = cluster.endpoints[ep.0].socket;
+                    info.response_code_details = Some("via_upstream".into());
                 }
                 let list = weir_wasm::HeaderList::from_response(rparts.status, &rparts.headers);
                 let flow = cs.on_response_headers(list, rbody.is_end_stream()).await;
@@ -637,7 +653,7 @@ pub async fn handle(
                             let why = stop.borrow_mut().take();
                             let e = match why {
                                 Some(BodyStop::Local(l)) => {
-                                    fin.flags = filter_flag(l.status);
+                                    fin.flags = filter_flag(&l);
                                     return Ok(observe(filter_response(&l), fin));
                                 }
                                 Some(BodyStop::TooLarge(_)) => ProxyError::ResponseBodyTooLarge,
@@ -652,7 +668,7 @@ pub async fn handle(
                     Ok(observe(Response::from_parts(rparts, b), fin))
                 }
                 weir_wasm::Flow::LocalResponse(l) => {
-                    fin.flags = filter_flag(l.status);
+                    fin.flags = filter_flag(&l);
                     Ok(observe(filter_response(&l), fin))
                 }
                 weir_wasm::Flow::Reset => {
@@ -668,7 +684,7 @@ pub async fn handle(
             let stop = stopped.borrow_mut().take();
             match stop {
                 Some(crate::wasm::body::BodyStop::Local(l)) => {
-                    fin.flags = filter_flag(l.status);
+                    fin.flags = filter_flag(&l);
                     return Ok(observe(filter_response(&l), fin));
                 }
                 Some(crate::wasm::body::BodyStop::TooLarge(_)) => e = ProxyError::BodyTooLarge,

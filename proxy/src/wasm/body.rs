@@ -334,6 +334,13 @@ where
             }
         }
     }
+
+    /// True once the end went through the filters and every frame they released was returned.
+    /// A server that stops at the declared content length (hyper does) then sees a complete
+    /// body, not one dropped early.
+    fn is_end_stream(&self) -> bool {
+        self.eos_sent && self.pending.is_none() && self.out.iter().all(Option::is_none)
+    }
 }
 
 /// Turns a filter's local response into an HTTP response head + body bytes.
@@ -375,5 +382,9 @@ where
             return Poll::Ready(Some(Ok(f)));
         }
         Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
     }
 }

@@ -137,3 +137,68 @@ async fn sigterm_drains_http2_streams() {
         .expect("weir exits after draining HTTP/2");
     assert_eq!(status.code(), Some(0), "stderr:\n{}", weir.stderr_text());
 }
+
+/// The access log defaults to stdout (DESIGN.md §8). A parent that reads the ready line and then
+/// never reads stdout again must not stall traffic or shutdown: thousands of requests (far more
+/// log than a pipe holds) are all answered, and SIGTERM still exits 0 promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_stdout_stalls_neither_traffic_nor_exit() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let up = Upstream::start("a").await;
+    let dir = crate::support::TempDir::new("unread-stdout");
+    let config = dir.join("weir.yaml");
+    // No access_log key: the default, stdout.
+    std::fs::write(&config, yaml(&up, "5s")).expect("write config");
+    let mut child = tokio::process::Command::new(crate::support::weir::weir_bin())
+        .args([
+            "run",
+            "--workers",
+            "1",
+            "--admin",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn weir");
+    let pid = child.id().expect("pid");
+    // Read up to the ready line, then hold the pipe open without reading it.
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready: serde_json::Value = tokio::time::timeout(DEADLINE, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
+                if v["event"] == "ready" {
+                    return v;
+                }
+            }
+        }
+        panic!("stdout closed before the ready line")
+    })
+    .await
+    .expect("ready line");
+    let edge: std::net::SocketAddr = ready["listeners"]["edge"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("edge address");
+    let mut c = Client::h1(edge).await;
+    for i in 0..3000 {
+        let r = c.get(&format!("/n/{i}")).await;
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("weir exits although nobody reads its stdout")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    drop(lines);
+}

@@ -43,7 +43,7 @@ const PATHS: &str = "source.address,source.port,destination.address,destination.
 request.path,request.url_path,request.query,request.host,request.scheme,request.method,\
 request.headers,request.id,request.protocol,connection.mtls,connection.requested_server_name,\
 connection.uri_san_peer_certificate,connection.tls_version,plugin_name,plugin_root_id,\
-plugin_vm_id,route_name,no.such.property";
+plugin_vm_id,route_name,cluster_name,xds.cluster_name,no.such.property";
 
 fn i64_le(v: &[u8]) -> i64 {
     i64::from_le_bytes(v.try_into().expect("8 bytes"))
@@ -113,6 +113,9 @@ async fn properties_over_sockets_as_envoy_encodes_them() {
     assert_eq!(s("plugin_root_id"), "the-root");
     assert_eq!(s("plugin_vm_id"), "the-vm");
     assert_eq!(s("route_name"), "plain-route");
+    // The cluster is known once the route is chosen, before any request phase (as in Envoy).
+    assert_eq!(s("cluster_name"), "up");
+    assert_eq!(s("xds.cluster_name"), "up");
     assert_eq!(p["no.such.property"], Err("NotFound".to_string()));
 
     // mTLS with a client certificate (URI SAN spiffe://...), ALPN http/1.1.

@@ -24,6 +24,14 @@ listeners:
         match: {{ path_prefix: /limit }}
         cluster: app
         filters: [limit]
+      - name: faulted
+        match: {{ path_prefix: /fault }}
+        cluster: app
+        filters: [fault]
+      - name: filtered
+        match: {{ path_prefix: /filtered }}
+        cluster: app
+        filters: [pass]
       - name: timeout
         match: {{ path_prefix: /timeout }}
         cluster: app
@@ -54,6 +62,10 @@ filters:
     module: $DIR/deny.wat
   - name: limit
     module: $DIR/limit.wat
+  - name: fault
+    module: $DIR/fault.wat
+  - name: pass
+    module: $DIR/pass.wat
 "#,
         ep = up.endpoint(),
         dead = dead_addr(),
@@ -64,6 +76,12 @@ async fn start_flags(up: &Upstream) -> Proc {
     let dir = TempDir::new("observe-alog");
     std::fs::write(dir.join("deny.wat"), wat::deny(403)).unwrap();
     std::fs::write(dir.join("limit.wat"), wat::deny(429)).unwrap();
+    std::fs::write(
+        dir.join("fault.wat"),
+        wat::deny_with(503, "fault_filter_abort"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("pass.wat"), wat::logger("passed", "passed")).unwrap();
     Proc::start_in(dir, &flags_yaml(up), Opts::default()).await
 }
 
@@ -132,10 +150,12 @@ async fn response_flags() {
     let p = start_flags(&up).await;
     let log = p.dir.join("access.log");
     let mut c = p.h1("edge").await;
-    let cases: [(&str, u16); 7] = [
+    let cases: [(&str, u16); 9] = [
         ("/nowhere", 404),
         ("/deny/x", 403),
         ("/limit/x", 429),
+        ("/fault/x", 503),
+        ("/filtered/x", 200),
         ("/timeout/slow/3000", 504),
         ("/retry/status/503", 503),
         ("/refused", 503),
@@ -166,7 +186,7 @@ async fn response_flags() {
         drop(resp);
         drop(c3);
     }
-    let lines = Proc::wait_lines(&log, 10, |_| true).await;
+    let lines = Proc::wait_lines(&log, 12, |_| true).await;
     let flag = |path: &str| {
         by_path(&lines, path)["response_flags"]
             .as_str()
@@ -176,6 +196,9 @@ async fn response_flags() {
     assert_eq!(flag("/nowhere"), "NR");
     assert_eq!(flag("/deny/x"), "UAEX");
     assert_eq!(flag("/limit/x"), "RL");
+    assert_eq!(flag("/fault/x"), "FI");
+    // A response that went through a filter chain over HTTP/1.1 is complete, not `DC`.
+    assert_eq!(flag("/filtered/x"), "-");
     assert_eq!(flag("/timeout/slow/3000"), "UT");
     assert_eq!(flag("/retry/status/503"), "URX");
     assert_eq!(flag("/refused"), "UF");
@@ -403,4 +426,43 @@ clusters:
         let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
         assert_eq!(v["status"], 200);
     }
+}
+
+/// DESIGN.md §8: one JSON line per request, with no `access_log:` key at all (stdout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_access_log_key_lines_go_to_stdout() {
+    let up = Upstream::start("u1").await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: app
+clusters:
+  - name: app
+    endpoints: [{ep}]
+"#,
+        ep = up.endpoint()
+    );
+    let mut p = Proc::start(&yaml, Opts::default()).await;
+    assert_eq!(p.h1("edge").await.get("/by-default").await.status, 200);
+    let line = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let l = p.stdout.recv().await.expect("stdout open");
+            if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                if v["path"] == "/by-default" {
+                    return v;
+                }
+            }
+        }
+    })
+    .await
+    .expect("access-log line on stdout");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["response_flags"], "-");
+    assert_eq!(line["upstream"], up.endpoint());
+    assert!(line["duration"].is_u64(), "{line}");
 }

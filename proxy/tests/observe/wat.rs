@@ -39,18 +39,24 @@ pub fn logger(msg: &str, metric: &str) -> String {
 
 /// Answers every request itself with `status` (a filter denial).
 pub fn deny(status: u16) -> String {
+    deny_with(status, "denied")
+}
+
+/// Answers every request itself with `status` and `status_code_details` `details`.
+pub fn deny_with(status: u16, details: &str) -> String {
     format!(
         r#"(module
   (import "env" "proxy_send_local_response"
     (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   {HEAD}
-  (data (i32.const 1024) "denied")
+  (data (i32.const 1024) "{details}")
   (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (drop (call $respond (i32.const {status}) (i32.const 1024) (i32.const 6)
-      (i32.const 1024) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const -1)))
+    (drop (call $respond (i32.const {status}) (i32.const 1024) (i32.const {len})
+      (i32.const 1024) (i32.const {len}) (i32.const 0) (i32.const 0) (i32.const -1)))
     (i32.const 1))
 )
-"#
+"#,
+        len = details.len(),
     )
 }

@@ -46,7 +46,7 @@ pub struct StreamInfo {
     pub cluster_name: Option<std::sync::Arc<str>>,
     pub upstream_address: Option<SocketAddr>,
     pub node_id: Option<std::sync::Arc<str>>,
-    pub response_code_details: Option<String>,
+    pub response_code_details: Option<std::borrow::Cow<'static, str>>,
     /// Envoy response flags bitmask (`response.flags`).
     pub response_flags: u64,
 }

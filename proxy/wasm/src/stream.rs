@@ -347,7 +347,7 @@ impl ChainStream {
         }
         if let Some(lr) = d.local_response.take() {
             if d.info.response_code_details.is_none() {
-                d.info.response_code_details = Some(lr.details.clone());
+                d.info.response_code_details = Some(lr.details.clone().into());
             }
             return Some(Flow::LocalResponse(lr));
         }
@@ -368,7 +368,7 @@ impl ChainStream {
             _ => {
                 slot.state = SlotState::Reject;
                 let lr = LocalResponse::filter_failed();
-                self.data.borrow_mut().info.response_code_details = Some(lr.details.clone());
+                self.data.borrow_mut().info.response_code_details = Some(lr.details.clone().into());
                 Step::Stop(Flow::LocalResponse(lr))
             }
         }
@@ -398,7 +398,7 @@ impl ChainStream {
             SlotState::Skip => return Ok((Step::Next, 0)),
             SlotState::Reject => {
                 let lr = LocalResponse::filter_failed();
-                self.data.borrow_mut().info.response_code_details = Some(lr.details.clone());
+                self.data.borrow_mut().info.response_code_details = Some(lr.details.clone().into());
                 return Ok((Step::Stop(Flow::LocalResponse(lr)), 0));
             }
             SlotState::Active { ctx, gen, signal } => {
