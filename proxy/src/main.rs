@@ -1,7 +1,7 @@
 //! The `weir` binary (DESIGN.md §4): `run`, `validate`, `demo`.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// mimalloc instead of the system allocator: the request path makes many small short-lived
@@ -17,11 +17,18 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A WebAssembly-programmable service proxy"
 )]
 struct Cli {
-    /// Log format: text or json.
-    #[arg(long, global = true, default_value = "text")]
-    log_format: String,
+    /// Log format on stderr (filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// `--log-format`: anything else is a usage error (exit 2), as for weir-control.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -88,13 +95,13 @@ fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
     weir::config::parse_duration(s).map(|d| d.get())
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == LogFormat::Json {
         b.json().init();
     } else {
         b.init();
@@ -103,7 +110,7 @@ fn init_tracing(format: &str) {
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    init_tracing(cli.log_format);
     let code = match cli.cmd {
         Cmd::Run {
             config,

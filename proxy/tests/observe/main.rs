@@ -19,6 +19,7 @@ mod wat;
 
 mod access_log;
 mod admin;
+mod cli;
 mod filter_logs;
 mod metrics;
 mod trace;
