@@ -118,6 +118,15 @@ async fn route(
     }
 }
 
+/// A failure policy as the YAML spells it (`on_error:`).
+fn failure_policy_name(p: weir_wasm::FailurePolicy) -> &'static str {
+    match p {
+        weir_wasm::FailurePolicy::FailClosed => "fail_closed",
+        weir_wasm::FailurePolicy::FailOpen => "fail_open",
+        weir_wasm::FailurePolicy::Reload => "reload",
+    }
+}
+
 /// `/filters`: every filter of the running snapshot with its module digest, VMs, errors and the
 /// time spent in its callbacks (host accounting).
 fn filters_json(shared: &Shared) -> serde_json::Value {
@@ -151,7 +160,7 @@ fn filters_json(shared: &Shared) -> serde_json::Value {
                 "abi": format!("{:?}", p.module().abi()),
                 "vm_id": spec.vm_id,
                 "root_id": spec.root_id,
-                "on_error": format!("{:?}", spec.failure),
+                "on_error": failure_policy_name(spec.failure),
                 "vms": shared.workers.len(),
                 "memory_limit_bytes": spec.memory_limit_bytes,
                 "callback_deadline_ms": spec.callback_deadline.as_secs_f64() * 1e3,

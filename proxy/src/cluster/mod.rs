@@ -4,6 +4,7 @@
 
 pub mod balancer;
 pub mod health;
+pub mod limits;
 pub mod outlier;
 pub mod pool;
 pub mod ring_hash;
@@ -56,6 +57,8 @@ pub struct ClusterState {
     pub scheme: http::uri::Scheme,
     /// Requests in flight (circuit breaker `limits.max_requests`).
     pub active: AtomicU32,
+    /// Open connections and waiting requests (`limits.max_connections`, `limits.max_pending`).
+    pub conn_limits: Arc<limits::ConnLimits>,
     pub ejections: AtomicU64,
 }
 
@@ -162,6 +165,10 @@ impl ClusterState {
             },
             tls,
             active: AtomicU32::new(0),
+            conn_limits: limits::ConnLimits::new(
+                cfg.limits.max_connections,
+                cfg.limits.max_pending,
+            ),
             ejections: AtomicU64::new(0),
         })
     }

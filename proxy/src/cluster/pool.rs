@@ -17,6 +17,7 @@
 //!
 //! Dialing is TCP (connect timeout, `TCP_NODELAY`), then rustls TLS when the cluster has `tls:`.
 
+use super::limits::{ConnLimits, ConnSlot};
 use super::ClusterState;
 use crate::http::server::LocalExec;
 use crate::http::ProxyBody;
@@ -51,6 +52,9 @@ pub enum PoolError {
     /// The connection failed after the request was handed to it.
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// `max_connections` are open and `max_pending` requests already wait for one.
+    #[error("circuit breaker: max_connections open and max_pending requests waiting")]
+    Overflow,
 }
 
 // === impl dialing ===
@@ -157,8 +161,9 @@ async fn dial(cluster: &ClusterState, ep: usize) -> Result<UpstreamStream, PoolE
     }
 }
 
-/// A fresh connection to `ep`, its connection task spawned on this worker.
-async fn connect(cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
+/// A fresh connection to `ep`, its connection task spawned on this worker; the task holds the
+/// connection's `slot` under `max_connections` until the connection ends.
+async fn connect(cluster: &ClusterState, ep: usize, slot: ConnSlot) -> Result<Conn, PoolError> {
     let io = dial(cluster, ep).await?;
     let fail = |e: hyper::Error| PoolError::Connect {
         endpoint: cluster.endpoints[ep].address.clone(),
@@ -172,6 +177,7 @@ async fn connect(cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
             .await
             .map_err(fail)?;
         tokio::task::spawn_local(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream h2 connection ended");
             }
@@ -180,6 +186,7 @@ async fn connect(cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
     } else {
         let (tx, conn) = http1::Builder::new().handshake(io).await.map_err(fail)?;
         tokio::task::spawn_local(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
@@ -218,6 +225,12 @@ fn replayable(req: &http::Request<ProxyBody>) -> Option<http::Request<ProxyBody>
     Some(copy)
 }
 
+/// What [`ClusterPool::reserve`] got.
+enum Reserved {
+    Slot(ConnSlot),
+    Pooled(Conn),
+}
+
 /// A connection handed to one request.
 enum Conn {
     H1(http1::SendRequest<ProxyBody>),
@@ -246,6 +259,8 @@ struct EndpointConns {
 /// The upstream connections of one cluster on one worker.
 pub struct ClusterPool {
     endpoints: RefCell<Vec<EndpointConns>>,
+    /// The cluster's connection breakers (shared with its pools on other workers).
+    limits: Arc<ConnLimits>,
     max_idle: usize,
     idle_timeout: Duration,
     /// Wakes the idle reaper: a connection became idle, or the pool is dropped.
@@ -266,6 +281,7 @@ impl ClusterPool {
                     .map(|_| EndpointConns::default())
                     .collect(),
             ),
+            limits: cluster.conn_limits.clone(),
             max_idle: cluster.config.pool.max_idle_per_endpoint,
             idle_timeout: cluster.config.pool.idle_timeout.get(),
             reaper: Rc::new(tokio::sync::Notify::new()),
@@ -286,7 +302,7 @@ impl ClusterPool {
         loop {
             let (conn, reused) = match self.checkout(ep).await {
                 Some(c) => (c, true),
-                None => (self.connect(cluster, ep).await?, false),
+                None => self.connect(cluster, ep).await?,
             };
             let (mut err, replay) = match conn {
                 Conn::H1(mut tx) => {
@@ -340,21 +356,52 @@ impl ClusterPool {
         }
     }
 
-    /// Dials `ep`. HTTP/2 dials are shared: one connection per endpoint.
-    async fn connect(&self, cluster: &ClusterState, ep: usize) -> Result<Conn, PoolError> {
+    /// Dials `ep` (the bool: false) once the cluster has room for one more connection, or
+    /// hands over a pooled one that became free meanwhile (true). HTTP/2 dials are shared: one
+    /// connection per endpoint.
+    async fn connect(&self, cluster: &ClusterState, ep: usize) -> Result<(Conn, bool), PoolError> {
         if !cluster.config.http2 {
-            return connect(cluster, ep).await;
+            return match self.reserve(ep).await? {
+                Reserved::Slot(slot) => Ok((connect(cluster, ep, slot).await?, false)),
+                Reserved::Pooled(c) => Ok((c, true)),
+            };
         }
         let lock = self.endpoints.borrow()[ep].h2_dial.clone();
         let _dialing = lock.lock().await;
         if let Some(c) = self.shared_h2(ep) {
-            return Ok(c); // dialed by the request we waited for
+            return Ok((c, true)); // dialed by the request we waited for
         }
-        let conn = connect(cluster, ep).await?;
+        let slot = match self.reserve(ep).await? {
+            Reserved::Slot(slot) => slot,
+            Reserved::Pooled(c) => return Ok((c, true)),
+        };
+        let conn = connect(cluster, ep, slot).await?;
         if let Conn::H2(tx) = &conn {
             self.endpoints.borrow_mut()[ep].h2 = Some((tx.clone(), Instant::now()));
         }
-        Ok(conn)
+        Ok((conn, false))
+    }
+
+    /// Room for one more connection under `max_connections`, waiting (as one of at most
+    /// `max_pending`) while the cluster is full; a connection of this pool that goes idle
+    /// meanwhile is taken instead.
+    async fn reserve(&self, ep: usize) -> Result<Reserved, PoolError> {
+        let mut waiting = None;
+        loop {
+            let freed = self.limits.freed_signal();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = self.limits.try_open() {
+                return Ok(Reserved::Slot(slot));
+            }
+            if waiting.is_none() {
+                waiting = Some(self.limits.try_wait().ok_or(PoolError::Overflow)?);
+            }
+            freed.await;
+            if let Some(c) = self.checkout(ep).await {
+                return Ok(Reserved::Pooled(c));
+            }
+        }
     }
 
     /// The endpoint's shared HTTP/2 connection while it is open (a closed one is forgotten).
@@ -408,9 +455,11 @@ impl ClusterPool {
             tx,
             since: Instant::now(),
         });
+        drop(eps);
         if first {
             self.reaper.notify_one();
         }
+        self.limits.freed();
     }
 
     /// Closes connections idle for `idle_timeout`; returns when the next one expires.

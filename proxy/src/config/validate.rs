@@ -502,10 +502,6 @@ impl Checker<'_> {
             c.limits.max_connections == 0,
         );
         self.positive(
-            format!("{path}.limits.max_pending"),
-            c.limits.max_pending == 0,
-        );
-        self.positive(
             format!("{path}.limits.max_requests"),
             c.limits.max_requests == 0,
         );

@@ -129,6 +129,7 @@ pub fn classify_client_error(err: &crate::cluster::pool::PoolError) -> ProxyErro
             ProxyError::ConnectFailure(error_chain(err))
         }
         crate::cluster::pool::PoolError::Http(_) => ProxyError::UpstreamReset(error_chain(err)),
+        crate::cluster::pool::PoolError::Overflow => ProxyError::Overflow,
     }
 }
 

@@ -810,6 +810,10 @@ async fn forward(
                 }
                 return Ok((resp, (ep, false)));
             }
+            Some(Err(crate::cluster::pool::PoolError::Overflow)) => {
+                // The cluster's breaker refused it: not the endpoint's failure, not retried.
+                return Err((ProxyError::Overflow, last_ep, tries > 0));
+            }
             Some(Err(e)) => {
                 let pe = classify_client_error(&e);
                 cluster.record_result(ep, None);

@@ -134,3 +134,66 @@ async fn upstream_closing_keep_alive_connections_never_yields_502() {
         up.accepted()
     );
 }
+
+/// Cluster `limits.max_connections` / `max_pending` (Envoy's connection circuit breakers):
+/// `route_timeout` bounds how long a pending request waits (`/hold` has 30s).
+fn limited(up: &Upstream, max_pending: u32, route_timeout: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: /hold }}
+        cluster: backend
+        timeout: 30s
+      - match: {{ path_prefix: / }}
+        cluster: backend
+        timeout: {route_timeout}
+clusters:
+  - name: backend
+    endpoints: [{}]
+    limits: {{ max_connections: 1, max_pending: {max_pending} }}
+"#,
+        up.endpoint()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_full_and_no_pending_room_is_503_uo() {
+    let up = Upstream::start("a").await;
+    let weir = Weir::start(&limited(&up, 0, "30s")).await;
+    let addr = weir.addr("edge");
+    let held = tokio::spawn(async move { Client::h1(addr).await.get("/hold").await.status });
+    wait_until("request held", || up.held() == 1).await;
+    // The one connection is busy and no request may wait for it.
+    let r = weir.h1("edge").await.get("/second").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let line = weir.wait_log("/second", |l| l["path"] == "/second").await;
+    assert_eq!(line["response_flags"], "UO", "{line}");
+    up.release();
+    assert_eq!(held.await.unwrap(), 200);
+    // The freed connection serves the next request: still one upstream connection.
+    assert_eq!(weir.h1("edge").await.get("/third").await.status, 200);
+    assert_eq!(up.accepted(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_request_waits_for_a_connection_not_a_new_one() {
+    let up = Upstream::start("a").await;
+    let weir = Weir::start(&limited(&up, 1, "500ms")).await;
+    let addr = weir.addr("edge");
+    let held = tokio::spawn(async move { Client::h1(addr).await.get("/hold").await.status });
+    wait_until("request held", || up.held() == 1).await;
+    // Room to wait: it waits for the busy connection (no second one is dialed) until the
+    // route timeout, instead of being refused.
+    let r = weir.h1("edge").await.get("/waits").await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    let line = weir.wait_log("/waits", |l| l["path"] == "/waits").await;
+    assert_eq!(line["response_flags"], "UT", "{line}");
+    assert_eq!(up.accepted(), 1, "no connection beyond max_connections");
+    up.release();
+    assert_eq!(held.await.unwrap(), 200);
+    assert_eq!(weir.h1("edge").await.get("/after").await.status, 200);
+    assert_eq!(up.accepted(), 1);
+}

@@ -88,8 +88,57 @@ async fn filters_endpoint_reports_each_filter() {
     assert!(f["seconds_total"].as_f64().unwrap() > 0.0);
     assert_eq!(f["phases"]["request_headers"]["calls"], 5);
     assert!(f["phases"]["request_headers"]["seconds"].as_f64().unwrap() > 0.0);
-    assert_eq!(filters[0]["on_error"], "FailOpen");
+    assert_eq!(filters[0]["on_error"], "fail_open");
+    assert_eq!(filters[1]["on_error"], "fail_closed", "the default");
     assert_eq!(filters[0]["phases"]["request_headers"]["calls"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_endpoint_spells_on_error_as_the_yaml() {
+    let up = Upstream::start("u1").await;
+    let dir = TempDir::new("observe-on-error");
+    std::fs::write(dir.join("deny.wat"), wat::deny(403)).unwrap();
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - name: all
+        match: {{ path_prefix: / }}
+        cluster: app
+        filters: [a, b, c, d]
+clusters:
+  - name: app
+    endpoints: [{ep}]
+filters:
+  - {{ name: a, module: $DIR/deny.wat, on_error: fail_closed }}
+  - {{ name: b, module: $DIR/deny.wat, on_error: fail_open }}
+  - {{ name: c, module: $DIR/deny.wat, on_error: reload }}
+  - {{ name: d, module: $DIR/deny.wat }}
+"#,
+        ep = up.endpoint()
+    );
+    let p = Proc::start_in(dir, &yaml, Opts::default()).await;
+    let (status, body) = p.admin_get("/filters").await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let on_error: Vec<(&str, &str)> = v["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["on_error"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        on_error,
+        [
+            ("a", "fail_closed"),
+            ("b", "fail_open"),
+            ("c", "reload"),
+            ("d", "fail_closed"),
+        ],
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
