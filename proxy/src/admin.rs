@@ -55,7 +55,13 @@ async fn route(
     reload: Option<Reloader>,
 ) -> Response<ProxyBody> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/ready") => local_response(StatusCode::OK, "ready"),
+        // As Envoy: not ready until there is a configuration to serve (managed mode: before
+        // the first control-plane version is applied).
+        (&Method::GET, "/ready") if shared.is_ready() => local_response(StatusCode::OK, "ready"),
+        (&Method::GET, "/ready") => local_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no configuration applied yet",
+        ),
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(full(Bytes::from(shared.metrics.render())));
             r.headers_mut().insert(

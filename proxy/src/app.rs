@@ -174,6 +174,17 @@ pub struct StartOptions {
     pub config_path: Option<PathBuf>,
 }
 
+/// Where the configuration of a [`Proxy`] comes from.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// A file (or the caller): ready from the start; `weir_config_version` counts snapshots.
+    Standalone,
+    /// A control plane. `control_version`: its version of the starting config (the cached
+    /// bundle); `None` when the start is the empty placeholder, so `/ready` answers 503 until
+    /// a version is applied. `weir_config_version` reports the control plane's version.
+    Managed { control_version: Option<u64> },
+}
+
 /// A running data plane: workers, listeners and the admin endpoint.
 pub struct Proxy {
     pub shared: Arc<Shared>,
@@ -191,6 +202,17 @@ impl Proxy {
     /// endpoint, and returns once every worker accepts connections. Must run inside a tokio
     /// runtime (health checks and the admin endpoint run on it).
     pub async fn start(cfg: Config, base: &Path, opts: StartOptions) -> Result<Proxy, Vec<String>> {
+        Self::start_with(cfg, base, opts, Mode::Standalone).await
+    }
+
+    /// [`Proxy::start`] in `mode`; a managed mode is set on the shared state before the admin
+    /// endpoint serves.
+    async fn start_with(
+        cfg: Config,
+        base: &Path,
+        opts: StartOptions,
+        mode: Mode,
+    ) -> Result<Proxy, Vec<String>> {
         let workers = opts.workers.filter(|w| *w > 0).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -206,6 +228,9 @@ impl Proxy {
         }
         let snap = Snapshot::build(1, cfg, base, None, &metrics, &wasm)?;
         let (shared, commands) = Shared::new(snap, metrics, wasm, workers, opts.node.clone());
+        if let Mode::Managed { control_version } = mode {
+            shared.set_managed(control_version);
+        }
         let bound = listener::bind_all(&listeners_cfg, workers).map_err(|e| vec![e.to_string()])?;
         shared.set_listeners(
             listeners_cfg
@@ -386,9 +411,7 @@ fn run_managed(opts: RunOptions) -> i32 {
 fn apply_bundle(shared: &Shared, bundle: &crate::control::Bundle) -> Result<u64, String> {
     let cfg = bundle.load_config(Path::new(".")).map_err(|e| vec![e]);
     let v = swap(shared, cfg, Path::new("."))?;
-    shared
-        .control_version
-        .store(bundle.version, Ordering::Relaxed);
+    shared.set_control_version(bundle.version);
     Ok(v)
 }
 
@@ -407,14 +430,14 @@ async fn run_managed_async(opts: RunOptions) -> i32 {
                     "starting on the cached control-plane bundle"
                 );
                 running = Some(b.clone());
-                (c, b.version)
+                (c, Some(b.version))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cached bundle unusable; starting empty");
-                (Config::default(), 0)
+                (Config::default(), None)
             }
         },
-        None => (Config::default(), 0),
+        None => (Config::default(), None),
     };
     let start = StartOptions {
         workers: opts.workers,
@@ -422,7 +445,11 @@ async fn run_managed_async(opts: RunOptions) -> i32 {
         node: opts.node.clone(),
         config_path: None,
     };
-    let proxy = match Proxy::start(cfg, Path::new("."), start).await {
+    // Not ready (`/ready` 503) until a configuration is applied, unless the cache had one.
+    let mode = Mode::Managed {
+        control_version: cached_version,
+    };
+    let proxy = match Proxy::start_with(cfg, Path::new("."), start, mode).await {
         Ok(p) => p,
         Err(errors) => {
             for e in errors {
@@ -431,10 +458,6 @@ async fn run_managed_async(opts: RunOptions) -> i32 {
             return 1;
         }
     };
-    proxy
-        .shared
-        .control_version
-        .store(cached_version, Ordering::Relaxed);
     println!("{}", proxy.ready_line());
     tracing::info!(control = %url, node = %opts.node, "weir is ready (managed)");
     let mut client = crate::control::ControlClient::new(url, opts.node.clone());

@@ -214,7 +214,7 @@ impl Registry {
             (
                 "weir_config_version",
                 "gauge",
-                "Version of the running configuration snapshot.",
+                "Version of the running configuration: the control plane's when managed, else the local snapshot number.",
                 self.config_version.load(Ordering::Relaxed),
             ),
         ];

@@ -7,7 +7,7 @@ use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,6 +54,14 @@ pub struct Shared {
     pub prepare_lock: std::sync::Mutex<()>,
     /// The control-plane version of the running snapshot (0: not from a control plane).
     pub control_version: AtomicU64,
+    /// Whether there is a configuration to serve (`/ready` answers 503 until there is):
+    /// standalone from the start; managed once a control-plane version (or the cached bundle)
+    /// is applied.
+    configured: AtomicBool,
+    /// Managed by a control plane: `weir_config_version` reports the control plane's version
+    /// of the running configuration ([`Shared::set_control_version`]), not the local snapshot
+    /// counter (which keeps numbering snapshots for the workers).
+    managed: AtomicBool,
     worker_tx: Vec<mpsc::UnboundedSender<WorkerCmd>>,
     /// Bound listeners: name → (configured address, actual address).
     listeners: std::sync::Mutex<BTreeMap<String, (String, SocketAddr)>>,
@@ -84,12 +92,47 @@ impl Shared {
             swap_lock: Default::default(),
             prepare_lock: Default::default(),
             control_version: AtomicU64::new(0),
+            configured: AtomicBool::new(true),
+            managed: AtomicBool::new(false),
             worker_tx: tx,
             listeners: Default::default(),
             next_conn_id: AtomicU64::new(1),
             next_version: AtomicU64::new(next),
         });
         (shared, rx)
+    }
+
+    /// Switches to managed mode before anything is served: the running configuration is the
+    /// control plane's `version` (`None`: there is none yet, so not ready).
+    pub fn set_managed(&self, version: Option<u64>) {
+        self.managed.store(true, Ordering::Relaxed);
+        self.control_version
+            .store(version.unwrap_or(0), Ordering::Relaxed);
+        self.metrics
+            .config_version
+            .store(version.unwrap_or(0), Ordering::Relaxed);
+        self.configured.store(version.is_some(), Ordering::Release);
+    }
+
+    /// Whether the running configuration comes from a control plane.
+    pub fn is_managed(&self) -> bool {
+        self.managed.load(Ordering::Relaxed)
+    }
+
+    /// Records that the control plane's `version` is now the running configuration (call after
+    /// [`Shared::apply`] published it): `/config`'s `control_version`, `weir_config_version`
+    /// and readiness.
+    pub fn set_control_version(&self, version: u64) {
+        self.control_version.store(version, Ordering::Relaxed);
+        self.metrics
+            .config_version
+            .store(version, Ordering::Relaxed);
+        self.configured.store(true, Ordering::Release);
+    }
+
+    /// Whether there is a configuration to serve (`/ready`).
+    pub fn is_ready(&self) -> bool {
+        self.configured.load(Ordering::Acquire)
     }
 
     /// The version number the next snapshot gets.
@@ -183,9 +226,12 @@ impl Shared {
                 let _ = tx.send(WorkerCmd::AddListener { name, socket });
             }
         }
-        self.metrics
-            .config_version
-            .store(version, Ordering::Relaxed);
+        if !self.is_managed() {
+            // Managed: the control plane's version is recorded by `set_control_version`.
+            self.metrics
+                .config_version
+                .store(version, Ordering::Relaxed);
+        }
         self.metrics.swaps_ok.fetch_add(1, Ordering::Relaxed);
         Ok(version)
     }

@@ -448,3 +448,130 @@ async fn control_plane_down_restarted_and_cache_dir() {
         "listener kept across swaps"
     );
 }
+
+// === readiness and the reported version in managed mode ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_ready_and_config_version_follow_the_control_plane() {
+    use weir::control::wire::sha256_hex;
+    let src = Source::new("managed-ready").await;
+    let version_wasm = Bytes::from(std::fs::read(filter("header_rewrite.wasm")).unwrap());
+    let version_hex = sha256_hex(&version_wasm);
+    let limit_wasm = Bytes::from(std::fs::read(filter("rate_limit.wasm")).unwrap());
+    let limit_hex = sha256_hex(&limit_wasm);
+    let mut fake = FakeControl::start(
+        [
+            (version_hex.clone(), version_wasm),
+            (limit_hex.clone(), limit_wasm),
+        ]
+        .into_iter()
+        .collect(),
+    )
+    .await;
+    let url = format!("http://{}", fake.addr);
+    let cache = src.dir.join("cache");
+    let weir = Weir::managed(&url, "node-r", Some(&cache), 1, &src.dir.join("r1.log")).await;
+    let version_metric = "weir_config_version";
+
+    // Connected, nothing sent yet: no configuration to serve.
+    let (code, body) = weir.admin_get("/ready").await;
+    assert_eq!(code, 503, "not ready before the first version: {body}");
+    assert_eq!(weir.metric(version_metric).await, 0.0);
+    assert_eq!(control_version(&weir).await, 0);
+
+    let config = |tag: &str| {
+        version_config(
+            &format!("sha256:{version_hex}"),
+            tag,
+            1,
+            "blue",
+            src.blue.addr,
+            src.green.addr,
+        )
+    };
+    // The control plane's version 5 (its numbering, not the proxy's snapshot counter).
+    fake.send(5, config("5"), &[("version", &version_hex)]);
+    let ack = fake.ack().await;
+    assert_eq!((ack.version, ack.error.as_deref()), (5, None), "{ack:?}");
+    let (code, body) = weir.admin_get("/ready").await;
+    assert_eq!((code, body.trim()), (200, "ready"));
+    assert_eq!(weir.metric(version_metric).await, 5.0);
+    assert_eq!(control_version(&weir).await, 5);
+    assert_eq!(served(weir.wait_listener("edge").await).await.0, "5");
+
+    // Version 6 builds but fails on the workers (rate_limit rejects rate 0): a NACK. The
+    // reported version stays the one being served, and the proxy stays ready.
+    let failing = format!(
+        "{}  - name: limit\n    module: sha256:{limit_hex}\n    config: {{ rate: 0 }}\n",
+        config("6").replace("filters: [version]", "filters: [version, limit]")
+    );
+    fake.send(
+        6,
+        failing,
+        &[("version", &version_hex), ("limit", &limit_hex)],
+    );
+    let ack = fake.ack().await;
+    assert_eq!(ack.version, 6);
+    assert!(ack.error.is_some(), "a NACK: {ack:?}");
+    assert_eq!(
+        weir.metric(version_metric).await,
+        5.0,
+        "a NACK changes nothing"
+    );
+    assert_eq!(control_version(&weir).await, 5);
+    assert_eq!(weir.admin_get("/ready").await.0, 200);
+    assert!(
+        weir.metric(r#"weir_config_swaps_total{result="rejected"}"#)
+            .await
+            >= 1.0
+    );
+
+    // Version 9 (the control plane may skip numbers) is applied: reported as 9, although the
+    // local snapshot counter moved on differently (start, 5, the rejected 6, 9).
+    fake.send(9, config("9"), &[("version", &version_hex)]);
+    let ack = fake.ack().await;
+    assert_eq!((ack.version, ack.error.as_deref()), (9, None), "{ack:?}");
+    assert_eq!(weir.metric(version_metric).await, 9.0);
+    let cfg = weir.config().await;
+    assert_eq!(cfg["control_version"], 9, "{cfg}");
+    assert_ne!(
+        cfg["version"], 9,
+        "the local snapshot version is another number: {cfg}"
+    );
+    assert_eq!(served(weir.wait_listener("edge").await).await.0, "9");
+    weir.kill().await;
+    drop(fake);
+
+    // Restarted while the control plane is unreachable: the cached bundle is a configuration
+    // to serve, so ready at once, reporting its control-plane version.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dead_url = format!("http://{dead}");
+    let weir = Weir::managed(
+        &dead_url,
+        "node-r",
+        Some(&cache),
+        1,
+        &src.dir.join("r2.log"),
+    )
+    .await;
+    let (code, body) = weir.admin_get("/ready").await;
+    assert_eq!((code, body.trim()), (200, "ready"), "served from the cache");
+    assert_eq!(weir.metric(version_metric).await, 9.0);
+    assert_eq!(control_version(&weir).await, 9);
+    let edge = *weir.listeners.get("edge").expect("cached listener");
+    assert_eq!(served(edge).await.0, "9");
+    weir.kill().await;
+
+    // Without a cache and with the control plane unreachable: not ready, version 0, and the
+    // admin endpoint keeps answering so.
+    let weir = Weir::managed(&dead_url, "node-s", None, 1, &src.dir.join("s.log")).await;
+    for _ in 0..3 {
+        let (code, body) = weir.admin_get("/ready").await;
+        assert_eq!(code, 503, "{body}");
+        assert_eq!(weir.metric(version_metric).await, 0.0);
+    }
+    assert!(weir.listeners.is_empty());
+}
