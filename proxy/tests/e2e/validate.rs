@@ -123,3 +123,12 @@ async fn validate_reports_yaml_syntax_and_missing_file() {
     let (code, out, err) = run_weir(&["validate", "--config", &missing]).await;
     assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
 }
+
+/// The example config the crate docs and README point at stays valid (filters compiled and
+/// configured from `target/filters/`, as `weir validate` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_config_validates() {
+    let f = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/weir.yaml");
+    let (code, out, err) = run_weir(&["validate", "--config", f]).await;
+    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
+}

@@ -11,8 +11,9 @@
 //! which must run a tokio current-thread runtime inside a `LocalSet` (timers, `proxy_http_call`
 //! responses and shared-queue notifications are `spawn_local` tasks).
 //!
-//! Example: see `tests/chain.rs` (a WAT filter driven through a chain) and `tests/rust_guest.rs`
-//! (a filter built with the `proxy-wasm` SDK); the crate docs of [`stream`] show the call order.
+//! Example: see `tests/wat_modules.rs` (WAT filters driven through a chain) and
+//! `tests/rust_guest.rs` (a filter built with the `proxy-wasm` SDK); the crate docs of [`stream`]
+//! show the call order.
 #![forbid(unsafe_code)]
 
 pub mod abi;

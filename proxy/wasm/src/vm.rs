@@ -178,7 +178,7 @@ fn typed<P: WasmParams, R: WasmResults>(
             .map(Some)
             .map_err(|e| WasmError::BadExport {
                 name: name.to_string(),
-                detail: format!("{e:#}"),
+                detail: one_line(format!("{e:#}")),
             }),
     }
 }
@@ -198,7 +198,7 @@ fn headers_fn(
         .map(|t| Some(HeadersFn::V1(t)))
         .map_err(|e| WasmError::BadExport {
             name: name.to_string(),
-            detail: format!("{e:#}"),
+            detail: one_line(format!("{e:#}")),
         })
 }
 
@@ -262,6 +262,19 @@ fn classify(e: &wasmtime::Error, state: &mut HostState) -> FailureKind {
 }
 
 /// "returned false", plus the last warning/error the guest logged while configuring.
+/// A wasmtime error as one line (its wasm backtrace is multi-line): errors are one line that
+/// says what and where (DESIGN.md §4).
+fn one_line(text: String) -> String {
+    if !text.contains('\n') {
+        return text;
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn returned_false(state: &mut HostState) -> String {
     match state.config_log.take() {
         Some(msg) => format!("returned false: {msg}"),
@@ -437,7 +450,7 @@ impl PluginVm {
             .module
             .pre
             .instantiate(&mut store)
-            .map_err(|e| inst_err(format!("{e:#}")))?;
+            .map_err(|e| inst_err(one_line(format!("{e:#}"))))?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or(WasmError::NoMemory)?;
@@ -469,7 +482,7 @@ impl PluginVm {
         if let Err(e) = start_res {
             let clean_exit = matches!(e.downcast_ref::<ProcExit>(), Some(ProcExit(0)));
             if !clean_exit {
-                return Err(inst_err(format!("start function failed: {e:#}")));
+                return Err(inst_err(one_line(format!("start function failed: {e:#}"))));
             }
         }
 
@@ -482,8 +495,11 @@ impl PluginVm {
             detail,
         };
         if let Some(f) = &ex.on_context_create {
-            f.call(&mut store, (ROOT_ID as i32, 0))
-                .map_err(|e| vm_err(format!("proxy_on_context_create(root) trapped: {e:#}")))?;
+            f.call(&mut store, (ROOT_ID as i32, 0)).map_err(|e| {
+                vm_err(one_line(format!(
+                    "proxy_on_context_create(root) trapped: {e:#}"
+                )))
+            })?;
         }
         if let Some(f) = &ex.on_vm_start {
             store.data_mut().config_phase = ConfigPhase::VmStart;
@@ -493,7 +509,7 @@ impl PluginVm {
                     &mut store,
                     (ROOT_ID as i32, spec.vm_configuration.len() as i32),
                 )
-                .map_err(|e| vm_err(format!("trapped: {e:#}")))?;
+                .map_err(|e| vm_err(one_line(format!("trapped: {e:#}"))))?;
             if ok == 0 {
                 return Err(vm_err(returned_false(store.data_mut())));
             }
@@ -507,7 +523,7 @@ impl PluginVm {
                     &mut store,
                     (ROOT_ID as i32, spec.configuration.len() as i32),
                 )
-                .map_err(|e| conf_err(format!("trapped: {e:#}")))?;
+                .map_err(|e| conf_err(one_line(format!("trapped: {e:#}"))))?;
             if ok == 0 {
                 return Err(conf_err(returned_false(store.data_mut())));
             }
