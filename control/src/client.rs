@@ -93,17 +93,24 @@ fn base(server: &str) -> &str {
     server.trim_end_matches('/')
 }
 
-/// Validates `file` locally (module paths relative to it), uploads its modules and publishes
-/// it. Returns the version the server now publishes.
+/// Validates `file` locally (module paths relative to it) as `weir validate` does — the YAML,
+/// then every filter compiled, instantiated and configured — and only then uploads its modules
+/// and publishes it. Returns the version the server now publishes. An invalid file is
+/// [`ClientError::Invalid`] and nothing is sent.
 pub async fn push_file(server: &str, file: &Path) -> Result<u64, ClientError> {
     let label = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| ClientError::Read(label.clone(), e))?;
     let dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let d = desired::resolve(&label, &text, dir, PathRefs::Allowed, &|_| None)
-        .map_err(ClientError::Invalid)?;
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let d = tokio::task::spawn_blocking(move || {
+        desired::resolve_checked(&label, &text, &dir, PathRefs::Allowed, &|_| None)
+    })
+    .await
+    .map_err(|e| ClientError::Invalid(desired::Invalid(vec![format!("validation failed: {e}")])))?
+    .map_err(ClientError::Invalid)?;
     let server = base(server);
     for (hex, bytes) in &d.blobs {
         let url = format!("{server}/v1/modules/{hex}");

@@ -2,7 +2,9 @@
 //! content-addressed (every filter's `module:` rewritten to `sha256:<hex>`).
 //!
 //! Used by the server (for the watched directory and for pushes) and by `weir-control push`
-//! (to validate locally and to know which modules to upload).
+//! (to validate locally and to know which modules to upload). [`resolve`] checks the YAML and
+//! finds the modules; [`check`] (or [`resolve_checked`]) also compiles and configures every
+//! filter as a proxy would, so what a proxy would NACK is refused before it is published.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -135,6 +137,34 @@ pub fn resolve(
         blobs,
         fingerprint,
     })
+}
+
+/// Everything a proxy does when it applies `text` (as `weir validate` does it; see
+/// [`weir::preflight`]): builds the snapshot and compiles, instantiates and configures every
+/// filter (`proxy_on_vm_start`, `proxy_on_configure`) with the modules of `d`. Errors one per
+/// line, `file:line:column: filter NAME: …` where the filter is found in `text`. Blocking.
+pub fn check(file: &str, text: &str, base_dir: &Path, d: &Desired) -> Result<(), Invalid> {
+    let modules: weir::preflight::Modules = d
+        .modules
+        .iter()
+        .filter_map(|(name, hex)| Some((name.clone(), d.blobs.get(hex)?.clone())))
+        .collect();
+    weir::preflight::check_str(file, text, base_dir, &modules)
+        .map(|_| ())
+        .map_err(Invalid)
+}
+
+/// [`resolve`], then [`check`]: what may be published. Blocking.
+pub fn resolve_checked(
+    file: &str,
+    text: &str,
+    base_dir: &Path,
+    paths: PathRefs,
+    known: &dyn Fn(&str) -> Option<Bytes>,
+) -> Result<Desired, Invalid> {
+    let d = resolve(file, text, base_dir, paths, known)?;
+    check(file, text, base_dir, &d)?;
+    Ok(d)
 }
 
 /// Re-serialises `text` with every `filters[*].module` string replaced by `map(module)` (when

@@ -2,9 +2,10 @@
 //!
 //! It watches a directory holding the desired state (a `weir.yaml` plus the `.wasm` modules it
 //! references), turns every valid change into a new version with content-addressed modules
-//! (`sha256:<hex>`), and streams versions to proxies (`weir run --control URL --node NAME`),
-//! recording each node's ACK or NACK. The wire types are shared with the proxy's client in
-//! [`weir::control::wire`].
+//! (`sha256:<hex>`) — valid as `weir validate` means it: every filter compiled, instantiated and
+//! configured ([`weir::preflight`]), for a push before anything is sent — and streams versions
+//! to proxies (`weir run --control URL --node NAME`), recording each node's ACK or NACK. The
+//! wire types are shared with the proxy's client in [`weir::control::wire`].
 //!
 //! - [`server`]: `weir-control serve --dir DIR --listen ADDR`
 //! - [`client`]: `weir-control push --server URL FILE.yaml` and `weir-control status --server URL`

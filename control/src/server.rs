@@ -5,6 +5,12 @@
 //! lines), `GET|PUT /v1/modules/<sha256>`, `POST /v1/ack`, `POST /v1/push` (YAML whose modules
 //! are `sha256:<hex>` references already uploaded), `GET /v1/status`.
 //!
+//! Every new state, from the directory or a push, is checked as `weir validate` checks a file
+//! (every filter compiled, instantiated and configured; see [`desired::check`]) before it is
+//! published: what fails is not published, the last good version stays served and the errors
+//! are logged and shown by `GET /v1/status` (`desired_error`) or answered to the push. A
+//! directory that is invalid when the server starts is an error ([`ServeError::Invalid`]).
+//!
 //! A push is written into the directory (the config as the directory's YAML file with modules
 //! as `modules/<hex>.wasm`), so the directory always holds the desired state and a restarted
 //! server publishes the same thing. The version counter survives restarts in
@@ -81,6 +87,12 @@ pub enum ServeError {
     },
     #[error("{0}: not a directory")]
     NotADir(String),
+    /// The directory's desired state fails validation at start-up (every error, one a line).
+    #[error("{dir}: invalid desired state, not serving it:\n{errors}")]
+    Invalid {
+        dir: String,
+        errors: desired::Invalid,
+    },
 }
 
 /// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
@@ -298,11 +310,21 @@ fn file_identity(_: &std::fs::Metadata) -> String {
     String::new()
 }
 
-fn load_dir(shared: &Shared, file: &Path, text: &str) -> Result<Desired, desired::Invalid> {
+/// Resolves the directory's config; with `check`, also compiles and configures every filter
+/// ([`desired::resolve_checked`]). Blocking.
+fn load_dir(
+    shared: &Shared,
+    file: &Path,
+    text: &str,
+    check: bool,
+) -> Result<Desired, desired::Invalid> {
     let label = file.display().to_string();
-    desired::resolve(&label, text, &shared.dir, PathRefs::Allowed, &|hex| {
-        shared.module(hex)
-    })
+    let known = |hex: &str| shared.module(hex);
+    if check {
+        desired::resolve_checked(&label, text, &shared.dir, PathRefs::Allowed, &known)
+    } else {
+        desired::resolve(&label, text, &shared.dir, PathRefs::Allowed, &known)
+    }
 }
 
 /// One scan. `debounce`: publish a change only once two scans in a row saw it.
@@ -333,7 +355,7 @@ async fn scan(shared: &Arc<Shared>, debounce: bool) {
             inner.seen_sig = Some(sig);
             inner.pending_sig = None;
         }
-        Some(load_dir(&s, &file, &text).map_err(|e| e.to_string()))
+        Some(load_dir(&s, &file, &text, true).map_err(|e| e.to_string()))
     })
     .await;
     match result {
@@ -341,7 +363,8 @@ async fn scan(shared: &Arc<Shared>, debounce: bool) {
             shared.publish(d);
         }
         Ok(Some(Err(e))) => {
-            tracing::error!(dir = %shared.dir.display(), "invalid desired state, not published:\n{e}");
+            let version = shared.published.borrow().as_ref().map(|p| p.version);
+            tracing::error!(dir = %shared.dir.display(), ?version, "invalid desired state, not published (still serving the last good version):\n{e}");
             shared.lock().dir_error = Some(e);
         }
         Ok(None) => {}
@@ -350,6 +373,21 @@ async fn scan(shared: &Arc<Shared>, debounce: bool) {
 }
 
 // === serve ===
+
+/// The directory when the server starts.
+enum Initial {
+    /// No config file (or no single one) yet: why.
+    Empty(String),
+    /// A valid desired state.
+    Ready(Desired),
+}
+
+fn invalid(dir: &Path, errors: desired::Invalid) -> ServeError {
+    ServeError::Invalid {
+        dir: dir.display().to_string(),
+        errors,
+    }
+}
 
 /// Binds `opts.listen`, loads the directory, and serves until [`ServerHandle::shutdown`].
 pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
@@ -382,36 +420,44 @@ pub async fn start(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
         heartbeat: opts.heartbeat,
         shutdown: shutdown_rx.clone(),
     });
-    // The initial state: the same content as before a restart keeps its version.
+    // The initial state: the same content as before a restart keeps its version. A directory
+    // without a config starts empty (a push fills it); one whose config is invalid is an error.
     {
         let _guard = shared.publish_lock.lock().await;
-        match dir_signature(&shared.dir) {
-            Ok((file, text, sig)) => {
-                shared.lock().seen_sig = Some(sig);
-                match load_dir(&shared, &file, &text) {
-                    Ok(d) if d.fingerprint == persisted.fingerprint && persisted.version > 0 => {
-                        let mut inner = shared.lock();
-                        inner.recent.push_back(d.blobs.keys().cloned().collect());
-                        inner.blobs.extend(d.blobs);
-                        drop(inner);
-                        tracing::info!(version = persisted.version, "restored version");
-                        shared.published.send_replace(Some(Arc::new(Published {
-                            version: persisted.version,
-                            config: d.config,
-                            modules: d.modules,
-                            fingerprint: d.fingerprint,
-                        })));
-                    }
-                    Ok(d) => {
-                        shared.publish(d);
-                    }
-                    Err(e) => {
-                        tracing::error!(dir = %shared.dir.display(), "invalid desired state, not published:\n{e}");
-                        shared.lock().dir_error = Some(e.to_string());
-                    }
-                }
+        let s = shared.clone();
+        let initial = tokio::task::spawn_blocking(move || -> Result<Initial, ServeError> {
+            if let Err(e) = desired::config_file(&s.dir) {
+                return Ok(Initial::Empty(e));
             }
-            Err(e) => {
+            let (file, text, sig) =
+                dir_signature(&s.dir).map_err(|e| invalid(&s.dir, desired::Invalid(vec![e])))?;
+            s.lock().seen_sig = Some(sig);
+            load_dir(&s, &file, &text, true)
+                .map(Initial::Ready)
+                .map_err(|errors| invalid(&s.dir, errors))
+        })
+        .await
+        .unwrap_or_else(|e| Err(invalid(&opts.dir, desired::Invalid(vec![e.to_string()]))))?;
+        match initial {
+            Initial::Ready(d)
+                if d.fingerprint == persisted.fingerprint && persisted.version > 0 =>
+            {
+                let mut inner = shared.lock();
+                inner.recent.push_back(d.blobs.keys().cloned().collect());
+                inner.blobs.extend(d.blobs);
+                drop(inner);
+                tracing::info!(version = persisted.version, "restored version");
+                shared.published.send_replace(Some(Arc::new(Published {
+                    version: persisted.version,
+                    config: d.config,
+                    modules: d.modules,
+                    fingerprint: d.fingerprint,
+                })));
+            }
+            Initial::Ready(d) => {
+                shared.publish(d);
+            }
+            Initial::Empty(e) => {
                 tracing::warn!("{e}");
                 let mut inner = shared.lock();
                 inner.seen_sig = Some(e.clone());
@@ -827,7 +873,8 @@ async fn push(shared: &Arc<Shared>, body: &[u8]) -> Response<Body> {
     let text = text.to_string();
     let result =
         tokio::task::spawn_blocking(move || -> Result<Desired, (StatusCode, Vec<String>)> {
-            let d = desired::resolve("push", &text, &s.dir, PathRefs::Forbidden, &|hex| {
+            // The full check (filters compiled and configured) before anything is written.
+            let d = desired::resolve_checked("push", &text, &s.dir, PathRefs::Forbidden, &|hex| {
                 s.module(hex)
             })
             .map_err(|e| (StatusCode::BAD_REQUEST, e.0))?;
@@ -853,7 +900,8 @@ async fn push(shared: &Arc<Shared>, body: &[u8]) -> Response<Body> {
                 .map_err(|e| internal(format!("{}: {e}", file.display())))?;
             // Publish what the poller will see, so it does not publish it again.
             let (file, text, sig) = dir_signature(&s.dir).map_err(internal)?;
-            let d = load_dir(&s, &file, &text).map_err(|e| internal(e.to_string()))?;
+            // (The same state as just checked: no second check.)
+            let d = load_dir(&s, &file, &text, false).map_err(|e| internal(e.to_string()))?;
             let mut inner = s.lock();
             inner.seen_sig = Some(sig);
             inner.pending_sig = None;

@@ -10,6 +10,9 @@ use weir::control::wire::{sha256_hex, Status};
 use weir::control::{load_cached, Bundle, ControlClient};
 use weir_control::{client, ServeOptions, ServerHandle};
 
+mod common;
+use common::wasm;
+
 const WAIT: Duration = Duration::from_secs(20);
 
 // === helpers ===
@@ -24,16 +27,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// A tiny valid wasm module (header + a custom section) whose bytes depend on `tag`.
-fn wasm(tag: &str) -> Vec<u8> {
-    let mut m = vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-    let payload = [&[1u8, b't'][..], tag.as_bytes()].concat();
-    m.push(0);
-    m.push(payload.len() as u8);
-    m.extend_from_slice(&payload);
-    m
 }
 
 fn config(module: &str, value: &str) -> String {

@@ -19,6 +19,7 @@ pub mod demo;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod preflight;
 pub mod route;
 pub mod shared;
 pub mod snapshot;
