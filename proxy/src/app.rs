@@ -40,23 +40,16 @@ fn base_dir(path: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// `weir validate`: parse, validate and build everything a snapshot needs.
+/// `weir validate`: parse and validate the YAML, then the full check of [`crate::preflight`]
+/// (build the snapshot, compile every module, instantiate and configure every filter once, as
+/// a worker would), with no side effect (no access-log file is created). Every error is
+/// returned, a filter's located at its `config:` or `module:` key.
 pub fn validate(path: &Path) -> Result<(), Vec<String>> {
-    let cfg = load(path)?;
-    let metrics = Registry::default();
-    let wasm = weir_wasm::WasmHost::new().map_err(|e| vec![e.to_string()])?;
-    let snap = Snapshot::build(0, cfg, &base_dir(path), None, &metrics, &wasm)?;
-    // Instantiate every filter once, as a worker would: proxy_on_vm_start + proxy_on_configure.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| vec![e.to_string()])?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async {
-        let services: std::rc::Rc<dyn weir_wasm::HostServices> =
-            std::rc::Rc::new(weir_wasm::NoServices);
-        crate::wasm::worker::WorkerFilters::prepare(&snap, services).map(|_| ())
-    })
+    load(path)?; // a missing file, YAML and schema errors, as `weir run` reports them
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    let file = path.display().to_string();
+    crate::preflight::check_str(&file, &text, &base_dir(path), &Default::default()).map(|_| ())
 }
 
 /// Rebuilds the snapshot from `path` and publishes it; failures keep the old one and count as

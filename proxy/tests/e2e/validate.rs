@@ -132,3 +132,15 @@ async fn the_example_config_validates() {
     let (code, out, err) = run_weir(&["validate", "--config", f]).await;
     assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
 }
+
+/// `weir validate` checks a config; it does not start anything: no access-log file appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_has_no_side_effects() {
+    let dir = TempDir::new("validate-pure");
+    let log = dir.join("access.log");
+    let text = format!("{GOOD}access_log: {{ path: {} }}\n", log.display());
+    let f = write(&dir, "good.yaml", &text);
+    let (code, out, err) = run_weir(&["validate", "--config", &f]).await;
+    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
+    assert!(!log.exists(), "validate created {}", log.display());
+}
