@@ -126,12 +126,33 @@ async fn push_reaches_every_proxy_nack_keeps_the_last_good() {
         assert_eq!(served(weir.wait_listener("edge").await).await.1, "1");
     }
 
-    // A version that fails on the proxies (rate_limit's on_configure rejects rate 0) passes the
-    // push's validation, is NACKed by every proxy with the error, and the last good keeps serving.
-    let text = std::fs::read_to_string(src.file("fails", "2", 3)).unwrap();
+    // A filter config the filter itself rejects (rate_limit's on_configure refuses rate 0) is
+    // caught by the push's full check (DESIGN.md §7): refused, never published.
+    let text = std::fs::read_to_string(src.file("refused", "2", 3)).unwrap();
     let text = format!(
         "{}  - name: limit\n    module: limit.wasm\n    config: {{ rate: 0 }}\n",
         text.replace("filters: [version]", "filters: [version, limit]")
+    );
+    let err = control
+        .push(&src.raw("refused", &text))
+        .await
+        .expect_err("a filter config the filter rejects is refused by push");
+    assert!(err.contains("limit"), "the error names the filter: {err}");
+    let status = control.status().await.unwrap();
+    assert_eq!(status["version"].as_u64(), Some(v1), "{status}");
+
+    // A version that can only fail on the proxies (a new listener on an address already in
+    // use there) passes the push, is NACKed by every proxy with the error, and the last good
+    // keeps serving.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap();
+    let text = std::fs::read_to_string(src.file("fails", "2", 3)).unwrap();
+    let text = text.replacen(
+        "listeners:\n",
+        &format!(
+            "listeners:\n  - name: busy\n    address: {busy_addr}\n    routes:\n      - match: {{ path_prefix: / }}\n        cluster: green\n"
+        ),
+        1,
     );
     let v2 = control
         .push(&src.raw("fails", &text))
@@ -146,8 +167,8 @@ async fn push_reaches_every_proxy_nack_keeps_the_last_good() {
             .await;
         let error = n["last_nack"]["error"].as_str().unwrap_or_default();
         assert!(
-            error.contains("limit"),
-            "{node}: the error names the filter: {n}"
+            error.contains("busy"),
+            "{node}: the error names the listener: {n}"
         );
         assert_eq!(n["acked_version"].as_u64(), Some(v1), "{node}: {n}");
         assert_eq!(control_version(weir).await, v1, "{node}");
@@ -164,9 +185,10 @@ async fn push_reaches_every_proxy_nack_keeps_the_last_good() {
     }
     let text = control.status_cli(false).await;
     assert!(
-        text.contains("limit"),
+        text.contains("busy"),
         "status shows the NACK's error:\n{text}"
     );
+    drop(busy);
 
     // The next good version is ACKed and served everywhere.
     let v3 = control
