@@ -32,8 +32,8 @@ pub struct Worker {
     pub pools: WorkerPools,
     /// Filter VMs by snapshot version (the running one, and one being prepared).
     pub filters: std::cell::RefCell<std::collections::BTreeMap<u64, Rc<WorkerFilters>>>,
-    /// What filters may call on this worker (`proxy_http_call`).
-    pub services: Rc<dyn weir_wasm::HostServices>,
+    /// This worker, for the host services of each version's VMs.
+    weak: std::rc::Weak<Worker>,
 }
 
 impl Worker {
@@ -44,9 +44,7 @@ impl Worker {
             shared,
             pools: Default::default(),
             filters: Default::default(),
-            services: Rc::new(crate::wasm::services::ProxyServices {
-                worker: weak.clone(),
-            }),
+            weak: weak.clone(),
         })
     }
 
@@ -66,7 +64,13 @@ impl Worker {
                 .prepare_lock
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            WorkerFilters::prepare(snap, self.services.clone())?
+            // What the VMs may call (`proxy_http_call`): the clusters of their own snapshot,
+            // which requests keep to their end (DESIGN.md §2).
+            let services = Rc::new(crate::wasm::services::ProxyServices {
+                worker: self.weak.clone(),
+                clusters: snap.clusters.clone(),
+            });
+            WorkerFilters::prepare(snap, services)?
         };
         // Start each VM's local tasks now (tick timers, queue notifications), as Envoy does
         // when it creates a VM: a worker that has not served a request yet still ticks.

@@ -1,16 +1,22 @@
 //! What the proxy offers filters on a worker (`weir_wasm::HostServices`): `proxy_http_call` to a
 //! cluster by name, through the same pool and balancer as proxied traffic.
 
+use crate::cluster::ClusterState;
 use crate::http::proxy::Worker;
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use std::collections::HashMap;
 use std::rc::Weak;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_wasm::{HostServices, HttpCallError, HttpCallFuture, HttpCallResponse};
 
-/// The services of one worker.
+/// The services of one worker's VMs of one snapshot version.
 pub struct ProxyServices {
     pub worker: Weak<Worker>,
+    /// The clusters of that snapshot (a call made for a request reaches the clusters the
+    /// request's own snapshot has, even after a swap).
+    pub clusters: HashMap<String, Arc<ClusterState>>,
 }
 
 impl HostServices for ProxyServices {
@@ -24,8 +30,7 @@ impl HostServices for ProxyServices {
             .worker
             .upgrade()
             .ok_or_else(|| HttpCallError::Other("worker stopped".into()))?;
-        let snap = worker.shared.snapshot.load_full();
-        let c = snap
+        let c = self
             .clusters
             .get(cluster)
             .cloned()
