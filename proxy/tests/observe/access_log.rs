@@ -215,6 +215,22 @@ async fn response_flags() {
     assert_eq!(by_path(&lines, "/nowhere")["route"], "");
 }
 
+/// The access-log line weir printed on stdout for `path` (bounded wait).
+async fn stdout_line(p: &mut Proc, path: &str) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let l = p.stdout.recv().await.expect("stdout open");
+            if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                if v["path"] == path {
+                    return v;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no access-log line for {path} on stdout"))
+}
+
 /// The configured endpoint of cluster `gone` (from the config file).
 fn p_dead_host(p: &Proc) -> String {
     let text = std::fs::read_to_string(&p.config).unwrap();
@@ -310,18 +326,7 @@ clusters:
     let top = Proc::wait_lines(&p.dir.join("top.log"), 1, |_| true).await;
     assert_eq!(top.len(), 1, "{top:#?}");
     assert_eq!(top[0]["path"], "/three");
-    let line = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let l = p.stdout.recv().await.expect("stdout open");
-            if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                if v["path"] == "/two" {
-                    return v;
-                }
-            }
-        }
-    })
-    .await
-    .expect("access-log line on stdout");
+    let line = stdout_line(&mut p, "/two").await;
     assert_eq!(line["protocol"], "HTTP/2");
     assert_eq!(line["listener"], "tostdout");
     // `off` wrote nowhere: not to the top-level file, not to stdout.
@@ -448,18 +453,7 @@ clusters:
     );
     let mut p = Proc::start(&yaml, Opts::default()).await;
     assert_eq!(p.h1("edge").await.get("/by-default").await.status, 200);
-    let line = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let l = p.stdout.recv().await.expect("stdout open");
-            if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                if v["path"] == "/by-default" {
-                    return v;
-                }
-            }
-        }
-    })
-    .await
-    .expect("access-log line on stdout");
+    let line = stdout_line(&mut p, "/by-default").await;
     assert_eq!(line["status"], 200);
     assert_eq!(line["method"], "GET");
     assert_eq!(line["response_flags"], "-");
