@@ -396,6 +396,10 @@ impl ClusterPool {
             }
             if waiting.is_none() {
                 waiting = Some(self.limits.try_wait().ok_or(PoolError::Overflow)?);
+                // An idle connection of this pool to another endpoint holds a slot nobody is
+                // using: close it (its task ends and frees the slot) rather than wait for its
+                // idle timeout.
+                self.close_one_idle();
             }
             freed.await;
             if let Some(c) = self.checkout(ep).await {
@@ -438,6 +442,19 @@ impl ClusterPool {
             body.finish();
         }
         http::Response::from_parts(parts, body)
+    }
+
+    /// Closes the longest-idle HTTP/1.1 connection of this pool, if any (dropping its handle
+    /// ends its connection task).
+    fn close_one_idle(&self) {
+        let mut eps = self.endpoints.borrow_mut();
+        let oldest = eps
+            .iter_mut()
+            .filter(|e| !e.idle.is_empty())
+            .min_by_key(|e| e.idle[0].since);
+        if let Some(e) = oldest {
+            drop(e.idle.remove(0));
+        }
     }
 
     /// Takes back an HTTP/1.1 connection whose response is complete.

@@ -197,3 +197,40 @@ async fn a_pending_request_waits_for_a_connection_not_a_new_one() {
     assert_eq!(weir.h1("edge").await.get("/after").await.status, 200);
     assert_eq!(up.accepted(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_to_another_endpoint_gives_up_its_slot() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: backend
+        timeout: 5s
+clusters:
+  - name: backend
+    endpoints: [{}, {}]
+    lb: round_robin
+    limits: {{ max_connections: 1, max_pending: 1 }}
+"#,
+        a.endpoint(),
+        b.endpoint()
+    );
+    let weir = Weir::start(&yaml).await;
+    let mut c = weir.h1("edge").await;
+    // Round robin: the first request goes to one endpoint and leaves its connection idle (the
+    // cluster's only slot); the second goes to the other endpoint and gets the slot at once, the
+    // idle connection being closed, instead of waiting for the idle timeout.
+    assert_eq!(c.get("/first").await.status, 200);
+    assert_eq!(c.get("/second").await.status, 200);
+    assert_eq!((a.requests(), b.requests()), (1, 1));
+    wait_until("the idle connection closed", || {
+        a.closed() + b.closed() == 1
+    })
+    .await;
+    assert_eq!(a.accepted() + b.accepted(), 2);
+}
