@@ -170,11 +170,6 @@ impl AccessLogSink {
         }
     }
 
-    /// Lines dropped because the reader did not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
-    }
-
     /// Writes the buffered lines now.
     pub fn flush(&self) {
         self.inner.flush();

@@ -54,10 +54,6 @@ pub struct Shared {
     pub prepare_lock: std::sync::Mutex<()>,
     /// The control-plane version of the running snapshot (0: not from a control plane).
     pub control_version: AtomicU64,
-    /// Whether there is a configuration to serve (`/ready` answers 503 until there is):
-    /// standalone from the start; managed once a control-plane version (or the cached bundle)
-    /// is applied.
-    configured: AtomicBool,
     /// Managed by a control plane: `weir_config_version` reports the control plane's version
     /// of the running configuration ([`Shared::set_control_version`]), not the local snapshot
     /// counter (which keeps numbering snapshots for the workers).
@@ -92,7 +88,6 @@ impl Shared {
             swap_lock: Default::default(),
             prepare_lock: Default::default(),
             control_version: AtomicU64::new(0),
-            configured: AtomicBool::new(true),
             managed: AtomicBool::new(false),
             worker_tx: tx,
             listeners: Default::default(),
@@ -106,12 +101,7 @@ impl Shared {
     /// control plane's `version` (`None`: there is none yet, so not ready).
     pub fn set_managed(&self, version: Option<u64>) {
         self.managed.store(true, Ordering::Relaxed);
-        self.control_version
-            .store(version.unwrap_or(0), Ordering::Relaxed);
-        self.metrics
-            .config_version
-            .store(version.unwrap_or(0), Ordering::Relaxed);
-        self.configured.store(version.is_some(), Ordering::Release);
+        self.set_control_version(version.unwrap_or(0));
     }
 
     /// Whether the running configuration comes from a control plane.
@@ -121,18 +111,18 @@ impl Shared {
 
     /// Records that the control plane's `version` is now the running configuration (call after
     /// [`Shared::apply`] published it): `/config`'s `control_version`, `weir_config_version`
-    /// and readiness.
+    /// and, when not 0, readiness.
     pub fn set_control_version(&self, version: u64) {
-        self.control_version.store(version, Ordering::Relaxed);
+        self.control_version.store(version, Ordering::Release);
         self.metrics
             .config_version
             .store(version, Ordering::Relaxed);
-        self.configured.store(true, Ordering::Release);
     }
 
-    /// Whether there is a configuration to serve (`/ready`).
+    /// Whether there is a configuration to serve (`/ready`): standalone from the start; managed
+    /// once a control-plane version (or the cached bundle) is running (0: none yet).
     pub fn is_ready(&self) -> bool {
-        self.configured.load(Ordering::Acquire)
+        !self.is_managed() || self.control_version.load(Ordering::Acquire) != 0
     }
 
     /// The version number the next snapshot gets.

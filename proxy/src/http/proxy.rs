@@ -301,6 +301,12 @@ fn filter_response(l: &weir_wasm::LocalResponse) -> Response<ProxyBody> {
     Response::from_parts(p, full(b))
 }
 
+/// A filter's local reply as the proxy's answer, flagged for the access log.
+fn filter_answer(l: &weir_wasm::LocalResponse, mut fin: Finish) -> Response<ResponseBody> {
+    fin.flags = filter_flag(l);
+    observe(filter_response(l), fin)
+}
+
 /// Envoy's flag for a filter's local reply: `FI` for an injected fault (the details Envoy's
 /// fault filter gives its aborts, `fault_filter_abort`, or an `x-fault-injected` header, which
 /// is how the built-in fault filter marks them: the Rust SDK sends no details), `RL` for a
@@ -553,8 +559,7 @@ pub async fn handle(
                 }
             },
             weir_wasm::Flow::LocalResponse(l) => {
-                fin.flags = filter_flag(&l);
-                return Ok(observe(filter_response(&l), fin));
+                return Ok(filter_answer(&l, fin));
             }
             weir_wasm::Flow::Reset => {
                 let e = ProxyError::FilterFailed {
@@ -594,8 +599,7 @@ pub async fn handle(
             let why = stopped.borrow_mut().take();
             let e = match why {
                 Some(crate::wasm::body::BodyStop::Local(l)) => {
-                    fin.flags = filter_flag(&l);
-                    return Ok(observe(filter_response(&l), fin));
+                    return Ok(filter_answer(&l, fin));
                 }
                 Some(crate::wasm::body::BodyStop::TooLarge(_)) => ProxyError::BodyTooLarge,
                 _ => ProxyError::FilterFailed {
@@ -660,8 +664,7 @@ pub async fn handle(
                             let why = stop.borrow_mut().take();
                             let e = match why {
                                 Some(BodyStop::Local(l)) => {
-                                    fin.flags = filter_flag(&l);
-                                    return Ok(observe(filter_response(&l), fin));
+                                    return Ok(filter_answer(&l, fin));
                                 }
                                 Some(BodyStop::TooLarge(_)) => ProxyError::ResponseBodyTooLarge,
                                 Some(BodyStop::Reset) | None => {
@@ -674,10 +677,7 @@ pub async fn handle(
                     let b: ResponseBody = Box::pin(Prepend::new(first, filtered));
                     Ok(observe(Response::from_parts(rparts, b), fin))
                 }
-                weir_wasm::Flow::LocalResponse(l) => {
-                    fin.flags = filter_flag(&l);
-                    Ok(observe(filter_response(&l), fin))
-                }
+                weir_wasm::Flow::LocalResponse(l) => Ok(filter_answer(&l, fin)),
                 weir_wasm::Flow::Reset => {
                     let e = ProxyError::UpstreamReset("reset by a response filter".into());
                     Ok(fail(e, fin))
@@ -691,8 +691,7 @@ pub async fn handle(
             let stop = stopped.borrow_mut().take();
             match stop {
                 Some(crate::wasm::body::BodyStop::Local(l)) => {
-                    fin.flags = filter_flag(&l);
-                    return Ok(observe(filter_response(&l), fin));
+                    return Ok(filter_answer(&l, fin));
                 }
                 Some(crate::wasm::body::BodyStop::TooLarge(_)) => e = ProxyError::BodyTooLarge,
                 Some(crate::wasm::body::BodyStop::Reset) => {
