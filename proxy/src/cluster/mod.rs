@@ -3,6 +3,7 @@
 //! snapshot when its config is unchanged, so pools, ejections and health survive swaps).
 
 pub mod balancer;
+pub mod h1;
 pub mod health;
 pub mod limits;
 pub mod outlier;

@@ -1,8 +1,12 @@
 //! Upstream connection pools: one [`ClusterPool`] per (cluster, worker), keyed by the cluster's
 //! identity so pools survive snapshot swaps that leave the cluster unchanged.
 //!
-//! A pool lives on its worker thread (`!Send`, no locks): connections are `hyper::client::conn`
-//! handshakes whose connection tasks are local tasks of the worker's runtime.
+//! A pool lives on its worker thread (`!Send`, no locks). Connections are of two kinds:
+//! - plain-TCP HTTP/1.1 connections that carry body-less requests are driven by the request's own
+//!   task ([`super::h1`]: no connection task, no channels);
+//! - every other connection is a `hyper::client::conn` handshake whose connection task is a
+//!   local task of the worker's runtime. A request with a body that finds an idle plain
+//!   connection hands it to hyper.
 //! - HTTP/1.1 clusters keep a LIFO stack of idle connections per endpoint, at most
 //!   `pool.max_idle_per_endpoint`. A connection goes back to its stack when its response body
 //!   has been read to the end ([`UpstreamBody`]); one whose response was abandoned is closed.
@@ -17,10 +21,11 @@
 //!
 //! Dialing is TCP (connect timeout, `TCP_NODELAY`), then rustls TLS when the cluster has `tls:`.
 
+use super::h1::{self, RawConn};
 use super::limits::{ConnLimits, ConnSlot};
 use super::ClusterState;
 use crate::http::server::LocalExec;
-use crate::http::ProxyBody;
+use crate::http::{BoxError, ProxyBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -52,6 +57,9 @@ pub enum PoolError {
     /// The connection failed after the request was handed to it.
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// The same, on a connection driven by the request's task.
+    #[error(transparent)]
+    Upstream(#[from] h1::H1Error),
     /// `max_connections` are open and `max_pending` requests already wait for one.
     #[error("circuit breaker: max_connections open and max_pending requests waiting")]
     Overflow,
@@ -165,6 +173,24 @@ async fn dial(cluster: &ClusterState, ep: usize) -> Result<UpstreamStream, PoolE
 /// connection's `slot` under `max_connections` until the connection ends.
 async fn connect(cluster: &ClusterState, ep: usize, slot: ConnSlot) -> Result<Conn, PoolError> {
     let io = dial(cluster, ep).await?;
+    handshake(cluster, ep, io, slot).await
+}
+
+/// A plain connection to `ep` that the request's own task drives ([`h1`]).
+async fn connect_raw(cluster: &ClusterState, ep: usize, slot: ConnSlot) -> Result<Conn, PoolError> {
+    match dial(cluster, ep).await? {
+        UpstreamStream::Plain(tcp) => Ok(Conn::Raw(RawConn::new(tcp.into_inner(), slot))),
+        tls => handshake(cluster, ep, tls, slot).await,
+    }
+}
+
+/// Starts hyper's client on a dialed connection.
+async fn handshake(
+    cluster: &ClusterState,
+    ep: usize,
+    io: UpstreamStream,
+    slot: ConnSlot,
+) -> Result<Conn, PoolError> {
     let fail = |e: hyper::Error| PoolError::Connect {
         endpoint: cluster.endpoints[ep].address.clone(),
         reason: e.to_string(),
@@ -231,18 +257,48 @@ enum Reserved {
     Pooled(Conn),
 }
 
+/// Whether `req` can go on a connection driven by its own task ([`h1`]): a body-less,
+/// non-upgrade request to a plain-TCP HTTP/1.1 cluster.
+fn direct(cluster: &ClusterState, req: &http::Request<ProxyBody>) -> bool {
+    cluster.tls.is_none()
+        && !cluster.config.http2
+        && req.body().is_end_stream()
+        && req.method() != http::Method::CONNECT
+        && !req.headers().contains_key(http::header::UPGRADE)
+        && req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+}
+
 /// A connection handed to one request.
 enum Conn {
     H1(http1::SendRequest<ProxyBody>),
     H2(http2::SendRequest<ProxyBody>),
+    Raw(RawConn),
 }
 
 // === impl ClusterPool ===
 
 /// An idle HTTP/1.1 connection.
 struct Idle {
-    tx: http1::SendRequest<ProxyBody>,
+    conn: IdleConn,
     since: Instant,
+}
+
+enum IdleConn {
+    Hyper(http1::SendRequest<ProxyBody>),
+    Raw(RawConn),
+}
+
+impl IdleConn {
+    /// Whether the upstream closed it (or broke the protocol) while it was idle.
+    fn is_closed(&self) -> bool {
+        match self {
+            IdleConn::Hyper(tx) => tx.is_closed(),
+            IdleConn::Raw(c) => !c.is_usable(),
+        }
+    }
 }
 
 /// The connections of one endpoint.
@@ -299,10 +355,32 @@ impl ClusterPool {
         mut req: http::Request<ProxyBody>,
     ) -> Result<http::Response<UpstreamBody>, PoolError> {
         let mut replayed = false;
+        let direct = direct(cluster, &req);
         loop {
             let (conn, reused) = match self.checkout(ep).await {
                 Some(c) => (c, true),
-                None => self.connect(cluster, ep).await?,
+                None => self.connect(cluster, ep, direct).await?,
+            };
+            let conn = match conn {
+                Conn::Raw(raw) if direct => {
+                    match raw.send(&req, &cluster.endpoints[ep].authority).await {
+                        Ok(resp) => return Ok(self.attach_direct(resp, ep)),
+                        // The same race as below; `req` is still ours to send again. Each
+                        // try takes another pooled connection, and a new one is not retried.
+                        Err(f) if reused && f.may_resend => {
+                            tracing::debug!(error = %f.error, "reused upstream connection closed; sending again");
+                            continue;
+                        }
+                        Err(f) => return Err(PoolError::Upstream(f.error)),
+                    }
+                }
+                // A request with a body hands the idle plain connection to hyper.
+                Conn::Raw(raw) => {
+                    let (tcp, slot) = raw.into_parts();
+                    let io = UpstreamStream::Plain(TokioIo::new(tcp));
+                    handshake(cluster, ep, io, slot).await?
+                }
+                conn => conn,
             };
             let (mut err, replay) = match conn {
                 Conn::H1(mut tx) => {
@@ -323,6 +401,7 @@ impl ClusterPool {
                     Ok(resp) => return Ok(self.attach(resp, ep, None)),
                     Err(e) => (e, None),
                 },
+                Conn::Raw(_) => unreachable!("plain connections were dispatched above"),
             };
             match (err.take_message(), replay) {
                 // Never written: try another connection (a brand-new one that would not take
@@ -344,7 +423,11 @@ impl ClusterPool {
             if let Some(shared) = self.shared_h2(ep) {
                 return Some(shared);
             }
-            let mut tx = self.endpoints.borrow_mut()[ep].idle.pop()?.tx;
+            let mut tx = match self.endpoints.borrow_mut()[ep].idle.pop()?.conn {
+                IdleConn::Raw(c) if c.is_usable() => return Some(Conn::Raw(c)),
+                IdleConn::Raw(_) => continue, // dropping it closes it
+                IdleConn::Hyper(tx) => tx,
+            };
             if tx.is_closed() {
                 continue;
             }
@@ -359,9 +442,17 @@ impl ClusterPool {
     /// Dials `ep` (the bool: false) once the cluster has room for one more connection, or
     /// hands over a pooled one that became free meanwhile (true). HTTP/2 dials are shared: one
     /// connection per endpoint.
-    async fn connect(&self, cluster: &ClusterState, ep: usize) -> Result<(Conn, bool), PoolError> {
+    async fn connect(
+        &self,
+        cluster: &ClusterState,
+        ep: usize,
+        direct: bool,
+    ) -> Result<(Conn, bool), PoolError> {
         if !cluster.config.http2 {
             return match self.reserve(ep).await? {
+                Reserved::Slot(slot) if direct => {
+                    Ok((connect_raw(cluster, ep, slot).await?, false))
+                }
                 Reserved::Slot(slot) => Ok((connect(cluster, ep, slot).await?, false)),
                 Reserved::Pooled(c) => Ok((c, true)),
             };
@@ -431,16 +522,33 @@ impl ClusterPool {
     ) -> http::Response<UpstreamBody> {
         let (parts, body) = resp.into_parts();
         let mut body = UpstreamBody {
-            inner: body,
-            checkin: tx.map(|tx| Checkin {
+            checkin: tx.is_some().then(|| Checkin {
                 pool: Rc::downgrade(self),
                 ep,
-                tx,
             }),
+            inner: Inner::Hyper { body, tx },
         };
         if body.inner.is_end_stream() {
             body.finish();
         }
+        http::Response::from_parts(parts, body)
+    }
+
+    fn attach_direct(
+        self: &Rc<Self>,
+        resp: http::Response<h1::ResponseBody>,
+        ep: usize,
+    ) -> http::Response<UpstreamBody> {
+        let (parts, body) = resp.into_parts();
+        let mut body = UpstreamBody {
+            inner: Inner::Direct(body),
+            checkin: Some(Checkin {
+                pool: Rc::downgrade(self),
+                ep,
+            }),
+        };
+        // A response read whole with its head frees its connection before it is forwarded.
+        body.finish();
         http::Response::from_parts(parts, body)
     }
 
@@ -458,8 +566,8 @@ impl ClusterPool {
     }
 
     /// Takes back an HTTP/1.1 connection whose response is complete.
-    fn checkin(&self, ep: usize, tx: http1::SendRequest<ProxyBody>) {
-        if tx.is_closed() || self.max_idle == 0 {
+    fn checkin(&self, ep: usize, conn: IdleConn) {
+        if matches!(&conn, IdleConn::Hyper(tx) if tx.is_closed()) || self.max_idle == 0 {
             return;
         }
         let mut eps = self.endpoints.borrow_mut();
@@ -469,7 +577,7 @@ impl ClusterPool {
         }
         let first = e.idle.is_empty();
         e.idle.push(Idle {
-            tx,
+            conn,
             since: Instant::now(),
         });
         drop(eps);
@@ -485,7 +593,7 @@ impl ClusterPool {
         let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         for e in self.endpoints.borrow_mut().iter_mut() {
             e.idle
-                .retain(|i| !i.tx.is_closed() && now.duration_since(i.since) < self.idle_timeout);
+                .retain(|i| !i.conn.is_closed() && now.duration_since(i.since) < self.idle_timeout);
             if let Some(oldest) = e.idle.first() {
                 earliest(oldest.since + self.idle_timeout);
             }
@@ -517,40 +625,74 @@ async fn reap_idle(pool: Weak<ClusterPool>, wake: Rc<tokio::sync::Notify>) {
     }
 }
 
-/// An HTTP/1.1 connection to give back when its response body ends.
+/// Where a connection goes back when its response body ends.
 struct Checkin {
     pool: Weak<ClusterPool>,
     ep: usize,
-    tx: http1::SendRequest<ProxyBody>,
 }
 
 // === impl UpstreamBody ===
 
 /// An upstream response body; reading it to the end returns its connection to the pool.
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: Inner,
     checkin: Option<Checkin>,
 }
 
+enum Inner {
+    /// From hyper's client; `tx` is the HTTP/1.1 connection to give back.
+    Hyper {
+        body: Incoming,
+        tx: Option<http1::SendRequest<ProxyBody>>,
+    },
+    /// Read by the request's task; the body hands its connection back when reusable.
+    Direct(h1::ResponseBody),
+}
+
+impl Inner {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::Hyper { body, .. } => body.is_end_stream(),
+            Inner::Direct(b) => b.is_end_stream(),
+        }
+    }
+}
+
 impl UpstreamBody {
+    /// Returns the connection to its pool once it is free: at the end of the body, or (for a
+    /// direct body read whole with its head) as soon as the response arrived.
     fn finish(&mut self) {
-        if let Some(c) = self.checkin.take() {
-            if let Some(pool) = c.pool.upgrade() {
-                pool.checkin(c.ep, c.tx);
-            }
+        let conn = match &mut self.inner {
+            Inner::Hyper { tx, .. } => tx.take().map(IdleConn::Hyper),
+            Inner::Direct(b) => match b.take_conn() {
+                Some(c) => Some(IdleConn::Raw(c)),
+                None if b.is_end_stream() => None,
+                None => return, // not free yet
+            },
+        };
+        let Some(c) = self.checkin.take() else { return };
+        if let (Some(conn), Some(pool)) = (conn, c.pool.upgrade()) {
+            pool.checkin(c.ep, conn);
         }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = match &mut self.inner {
+            Inner::Hyper { body, .. } => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
+            Inner::Direct(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
+        };
         match &r {
             Poll::Ready(None) => self.finish(),
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
@@ -566,7 +708,10 @@ impl Body for UpstreamBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Hyper { body, .. } => body.size_hint(),
+            Inner::Direct(b) => b.size_hint(),
+        }
     }
 }
 

@@ -128,7 +128,9 @@ pub fn classify_client_error(err: &crate::cluster::pool::PoolError) -> ProxyErro
         crate::cluster::pool::PoolError::Connect { .. } => {
             ProxyError::ConnectFailure(error_chain(err))
         }
-        crate::cluster::pool::PoolError::Http(_) => ProxyError::UpstreamReset(error_chain(err)),
+        crate::cluster::pool::PoolError::Http(_) | crate::cluster::pool::PoolError::Upstream(_) => {
+            ProxyError::UpstreamReset(error_chain(err))
+        }
         crate::cluster::pool::PoolError::Overflow => ProxyError::Overflow,
     }
 }

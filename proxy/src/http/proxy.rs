@@ -617,7 +617,6 @@ pub async fn handle(
             }
             let (mut rparts, rbody) = resp.into_parts();
             headers::strip_hop_by_hop(&mut rparts.headers);
-            let rbody = rbody.map_err(|e| Box::new(e) as BoxError);
             let Some(stream) = stream else {
                 return Ok(observe(Response::from_parts(rparts, rbody), fin));
             };
