@@ -69,8 +69,11 @@ pub struct SendFailure {
 // === impl RawConn ===
 
 /// A plain-TCP HTTP/1.1 connection to one endpoint, owned by one request at a time. It holds
-/// its place under the cluster's `max_connections` until it is dropped (closed).
-pub struct RawConn {
+/// its place under the cluster's `max_connections` until it is dropped (closed). Boxed once
+/// when dialed: requests move it around (pool, futures, response body) as one pointer.
+pub struct RawConn(Box<ConnState>);
+
+struct ConnState {
     stream: TcpStream,
     /// Response bytes read but not yet consumed.
     buf: BytesMut,
@@ -81,24 +84,25 @@ pub struct RawConn {
 
 impl RawConn {
     pub fn new(stream: TcpStream, slot: ConnSlot) -> RawConn {
-        RawConn {
+        RawConn(Box::new(ConnState {
             stream,
             buf: BytesMut::new(),
             head: Vec::new(),
             _slot: slot,
-        }
+        }))
     }
 
     /// The connection split back into its socket and slot (to hand it to hyper).
     pub fn into_parts(self) -> (TcpStream, ConnSlot) {
-        (self.stream, self._slot)
+        let state = *self.0;
+        (state.stream, state._slot)
     }
 
     /// Whether an idle connection can take a request: the upstream has neither closed it nor
     /// sent anything unasked. No syscall unless the socket was reported readable.
     pub fn is_usable(&self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        matches!(self.0.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Writes `req` (whose body is empty) and reads the response head. The response body is
@@ -109,8 +113,9 @@ impl RawConn {
         req: &http::Request<B>,
         endpoint: &http::uri::Authority,
     ) -> Result<http::Response<ResponseBody>, SendFailure> {
-        self.encode_head(req, endpoint);
-        if let Err(e) = self.stream.write_all(&self.head).await {
+        let conn = &mut *self.0;
+        conn.encode_head(req, endpoint);
+        if let Err(e) = conn.stream.write_all(&conn.head).await {
             // Not even the whole head reached the upstream: nothing was processed.
             return Err(SendFailure {
                 error: e.into(),
@@ -118,12 +123,12 @@ impl RawConn {
             });
         }
         let idempotent = req.method().is_idempotent();
-        let (mut parts, framing) = match self.read_head(req.method() == http::Method::HEAD).await {
+        let (mut parts, framing) = match conn.read_head(req.method() == http::Method::HEAD).await {
             Ok(h) => h,
             Err(error) => {
                 let may_resend = idempotent
                     && matches!(&error, H1Error::ClosedBeforeResponse | H1Error::Io(_))
-                    && self.buf.is_empty();
+                    && conn.buf.is_empty();
                 return Err(SendFailure { error, may_resend });
             }
         };
@@ -136,7 +141,9 @@ impl RawConn {
         let body = ResponseBody::new(self, framing, keep_alive);
         Ok(http::Response::from_parts(parts, body))
     }
+}
 
+impl ConnState {
     /// The request head, as it goes on the wire, in `self.head`.
     fn encode_head<B>(&mut self, req: &http::Request<B>, endpoint: &http::uri::Authority) {
         let h = &mut self.head;
@@ -374,10 +381,10 @@ impl ResponseBody {
             done: None,
         };
         match framing {
-            Framing::Length(n) if (conn.buf.len() as u64) >= n => {
+            Framing::Length(n) if (conn.0.buf.len() as u64) >= n => {
                 // The common small response: all of it came with the head.
                 if n > 0 {
-                    body.ready = Some(conn.buf.split_to(n as usize).freeze());
+                    body.ready = Some(conn.0.buf.split_to(n as usize).freeze());
                 }
                 body.conn = Some(conn);
                 body.finish();
@@ -409,7 +416,7 @@ impl ResponseBody {
     fn finish(&mut self) {
         self.remaining = Remaining::Done;
         if let Some(conn) = self.conn.take() {
-            if self.keep_alive && conn.buf.is_empty() {
+            if self.keep_alive && conn.0.buf.is_empty() {
                 self.done = Some(conn);
             }
         }
@@ -417,7 +424,7 @@ impl ResponseBody {
 
     /// Reads more of the response into the connection's buffer; `Ok(0)`: the upstream closed.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, H1Error>> {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(RawConn(conn)) = self.conn.as_mut() else {
             return Poll::Ready(Ok(0));
         };
         conn.buf.reserve(READ_CHUNK);
@@ -435,7 +442,7 @@ impl ResponseBody {
             let Remaining::Chunked(state) = self.remaining else {
                 return Poll::Ready(None);
             };
-            let Some(conn) = self.conn.as_mut() else {
+            let Some(RawConn(conn)) = self.conn.as_mut() else {
                 return Poll::Ready(None);
             };
             let buf = &mut conn.buf;
@@ -551,7 +558,7 @@ impl Body for ResponseBody {
             Remaining::Done => return Poll::Ready(None),
             Remaining::Chunked(_) => ready!(this.poll_chunked(cx)),
             Remaining::Length(left) => loop {
-                let Some(conn) = this.conn.as_mut() else {
+                let Some(RawConn(conn)) = this.conn.as_mut() else {
                     break None;
                 };
                 if !conn.buf.is_empty() {
@@ -571,7 +578,7 @@ impl Body for ResponseBody {
                 }
             },
             Remaining::UntilClose => loop {
-                let Some(conn) = this.conn.as_mut() else {
+                let Some(RawConn(conn)) = this.conn.as_mut() else {
                     break None;
                 };
                 if !conn.buf.is_empty() {
