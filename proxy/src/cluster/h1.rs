@@ -30,9 +30,10 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The largest response head (status line and headers) accepted, as hyper's default.
+/// The largest response head (status line and headers) accepted: Envoy's default limit on
+/// response headers is 60 KiB.
 const MAX_HEAD: usize = 64 * 1024;
-/// At most this many response headers, as hyper's default.
+/// At most this many response headers (hyper's default).
 const MAX_HEADERS: usize = 100;
 /// The largest chunk-size line or trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
@@ -223,6 +224,9 @@ fn parse_head(
             }
             Err(_) => return Err(H1Error::Malformed("invalid response head")),
         };
+        if len > MAX_HEAD {
+            return Err(H1Error::HeadTooLarge);
+        }
         let code = resp.code.unwrap_or(0);
         if (100..200).contains(&code) {
             if code == 101 {
