@@ -18,5 +18,6 @@ mod protocols;
 mod routing;
 mod shutdown;
 mod streaming;
+mod upstream_h1;
 mod validate;
 mod workers;
