@@ -20,7 +20,7 @@
 # before anything is measured.
 #
 # Usage: benches/compare.sh [--duration 10] [--connections 32] [--rounds 3]
-#                           [--proxies "nginx haproxy weir weir-chain"] [--out compare.json]
+#                           [--proxies "nginx haproxy weir weir-chain"] [--out compare.json or /abs/path.json]
 #                           [--no-build] [--weir-bin PATH]
 # Env:   (default ports sit below the kernel's ephemeral range, so no outgoing connection holds
 #        them) UPSTREAM_PORT (28180) NGINX_PORT (28181) WEIR_PORT (28182) HAPROXY_PORT (28183)
@@ -409,7 +409,8 @@ done
 echo
 echo "median of $ROUNDS interleaved rounds; wrk -t1 -c$CONNECTIONS -d${DURATION}s keep-alive; one proxy worker/thread on CPU 0, wrk + upstream on CPU 1; $(nproc) CPUs; load average before: $LOAD_BEFORE, after: $LOAD_AFTER"
 
-mkdir -p "$OUT_DIR"
+case "$OUT_NAME" in /*) OUT_FILE=$OUT_NAME ;; *) OUT_FILE=$OUT_DIR/$OUT_NAME ;; esac
+mkdir -p "$(dirname "$OUT_FILE")"
 {
   echo "{"
   echo "  \"tool\": \"wrk\", \"duration_s\": $DURATION, \"connections\": $CONNECTIONS, \"rounds\": $ROUNDS,"
@@ -434,5 +435,5 @@ mkdir -p "$OUT_DIR"
   awk -F'\t' 'BEGIN { sep = "" } { printf "%s    { \"proxy\": \"%s\", \"round\": %s, \"rps\": %s, \"p99_ms\": %s, \"cpu_us_per_req\": %s, \"requests\": %s, \"errors\": %s }", sep, $1, $2, $3, $4, $5, $6, $7; sep = ",\n" } END { print "" }' "$RESULTS"
   echo "  ]"
   echo "}"
-} >"$OUT_DIR/$OUT_NAME"
-log "wrote $OUT_DIR/$OUT_NAME"
+} >"$OUT_FILE"
+log "wrote $OUT_FILE"
