@@ -124,18 +124,19 @@ impl RawConn {
             });
         }
         let idempotent = req.method().is_idempotent();
-        let (mut parts, framing) = match conn.read_head(req.method() == http::Method::HEAD).await {
-            Ok(h) => h,
-            Err(error) => {
-                let may_resend = idempotent
-                    && matches!(&error, H1Error::ClosedBeforeResponse | H1Error::Io(_))
-                    && conn.buf.is_empty();
-                return Err(SendFailure { error, may_resend });
-            }
-        };
+        let (mut parts, framing, seen) =
+            match conn.read_head(req.method() == http::Method::HEAD).await {
+                Ok(h) => h,
+                Err(error) => {
+                    let may_resend = idempotent
+                        && matches!(&error, H1Error::ClosedBeforeResponse | H1Error::Io(_))
+                        && conn.buf.is_empty();
+                    return Err(SendFailure { error, may_resend });
+                }
+            };
         let keep_alive = parts.version == http::Version::HTTP_11
-            && !has_token(&parts.headers, http::header::CONNECTION, "close");
-        if framing == Framing::Chunked || framing == Framing::UntilClose {
+            && !(seen.connection && has_token(&parts.headers, http::header::CONNECTION, "close"));
+        if seen.content_length && (framing == Framing::Chunked || framing == Framing::UntilClose) {
             // The body's framing is the proxy's to choose downstream; a stale length is not.
             parts.headers.remove(http::header::CONTENT_LENGTH);
         }
@@ -183,7 +184,7 @@ impl ConnState {
     async fn read_head(
         &mut self,
         head_request: bool,
-    ) -> Result<(http::response::Parts, Framing), H1Error> {
+    ) -> Result<(http::response::Parts, Framing, Seen), H1Error> {
         let mut received = false;
         loop {
             if !self.buf.is_empty() {
@@ -212,7 +213,7 @@ impl ConnState {
 fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
-) -> Result<Option<(http::response::Parts, Framing)>, H1Error> {
+) -> Result<Option<(http::response::Parts, Framing, Seen)>, H1Error> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut slots);
@@ -244,35 +245,71 @@ fn parse_head(
         } else {
             http::Version::HTTP_10
         };
-        // Header names and values become views of the head's bytes (no copy per header).
+        // Header names and values become views of the head's bytes (no copy per header): note
+        // where each one is (`len` is at most MAX_HEAD, so offsets fit in u32), then freeze.
         let base = buf.as_ptr() as usize;
-        let mut spans = Vec::with_capacity(resp.headers.len());
-        for h in resp.headers.iter() {
+        let count = resp.headers.len();
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
             let name = h.name.as_ptr() as usize - base;
             let value = h.value.as_ptr() as usize - base;
-            spans.push((name, h.name.len(), value, h.value.len()));
+            *span = (
+                name as u32,
+                h.name.len() as u32,
+                value as u32,
+                h.value.len() as u32,
+            );
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(spans.len());
-        for (n, nl, v, vl) in spans {
-            let name = HeaderName::from_bytes(&head[n..n + nl])
+        let mut headers = HeaderMap::with_capacity(count);
+        let mut seen = Seen::default();
+        for &(n, nl, v, vl) in &spans[..count] {
+            let (n, v) = (n as usize, v as usize);
+            let name = HeaderName::from_bytes(&head[n..n + nl as usize])
                 .map_err(|_| H1Error::Malformed("invalid header name"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+            let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl as usize))
                 .map_err(|_| H1Error::Malformed("invalid header value"))?;
+            seen.note(&name);
             headers.append(name, value);
         }
-        let framing = framing(status, &headers, head_request)?;
+        let framing = framing(status, &headers, seen, head_request)?;
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = status;
         parts.version = version;
         parts.headers = headers;
-        return Ok(Some((parts, framing)));
+        return Ok(Some((parts, framing, seen)));
+    }
+}
+
+/// Which framing-related headers a response head has (noted while it is parsed, so a head
+/// without them costs no lookups).
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    content_length: bool,
+    transfer_encoding: bool,
+    connection: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        if name == http::header::CONTENT_LENGTH {
+            self.content_length = true;
+        } else if name == http::header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == http::header::CONNECTION {
+            self.connection = true;
+        }
     }
 }
 
 /// Whether a comma-separated header has `token` (case-insensitive).
 fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
+        let b = v.as_bytes();
+        // Usually the value is one token (`keep-alive`, `close`): no splitting then.
+        if !b.contains(&b',') {
+            return b.trim_ascii().eq_ignore_ascii_case(token.as_bytes());
+        }
         v.to_str()
             .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     })
@@ -282,6 +319,7 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
 fn framing(
     status: http::StatusCode,
     headers: &HeaderMap,
+    seen: Seen,
     head_request: bool,
 ) -> Result<Framing, H1Error> {
     if head_request
@@ -290,11 +328,14 @@ fn framing(
     {
         return Ok(Framing::Length(0));
     }
-    if let Some(last) = headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
+    let transfer_encoding = match seen.transfer_encoding {
+        true => headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .next_back(),
+        false => None,
+    };
+    if let Some(last) = transfer_encoding {
         let chunked = last.to_str().is_ok_and(|s| {
             s.rsplit(',')
                 .next()
@@ -306,16 +347,14 @@ fn framing(
             Framing::UntilClose
         });
     }
+    if !seen.content_length {
+        return Ok(Framing::UntilClose);
+    }
     let mut length: Option<u64> = None;
     for v in headers.get_all(http::header::CONTENT_LENGTH) {
-        for part in v.to_str().unwrap_or("x").split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(H1Error::Malformed("invalid content-length"));
-            }
-            let n: u64 = part
-                .parse()
-                .map_err(|_| H1Error::Malformed("invalid content-length"))?;
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let n =
+                decimal(part.trim_ascii()).ok_or(H1Error::Malformed("invalid content-length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(H1Error::Malformed("conflicting content-length values"));
             }
@@ -325,6 +364,17 @@ fn framing(
     Ok(match length {
         Some(n) => Framing::Length(n),
         None => Framing::UntilClose,
+    })
+}
+
+/// A non-empty run of ASCII digits as a number (`None`: anything else, or over `u64`).
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let d = (b as char).to_digit(10)?;
+        n.checked_mul(10)?.checked_add(d as u64)
     })
 }
 
@@ -621,5 +671,42 @@ impl Body for ResponseBody {
             (None, Remaining::Done) => SizeHint::with_exact(0),
             _ => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_digits() {
+        assert_eq!(decimal(b"0"), Some(0));
+        assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(decimal(b"18446744073709551616"), None);
+        assert_eq!(decimal(b""), None);
+        assert_eq!(decimal(b"+5"), None);
+        assert_eq!(decimal(b"5 5"), None);
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size(b"1a").unwrap(), 26);
+        assert_eq!(chunk_size(b"FF ; name=value").unwrap(), 255);
+        assert_eq!(chunk_size(b"0").unwrap(), 0);
+        assert!(chunk_size(b"").is_err());
+        assert!(chunk_size(b"g").is_err());
+        assert!(chunk_size(b"1000000000000000").is_err()); // 16 hex digits: too large
+    }
+
+    #[test]
+    fn lines_end_at_lf_with_or_without_cr() {
+        let mut buf = BytesMut::from(&b"5\r\nab\ncd"[..]);
+        assert_eq!(take_line(&mut buf, 64).unwrap().as_deref(), Some(&b"5"[..]));
+        assert_eq!(
+            take_line(&mut buf, 64).unwrap().as_deref(),
+            Some(&b"ab"[..])
+        );
+        assert_eq!(take_line(&mut buf, 64).unwrap(), None);
+        assert!(take_line(&mut buf, 1).is_err());
     }
 }
