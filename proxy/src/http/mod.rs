@@ -18,6 +18,7 @@ pub mod error;
 pub mod headers;
 pub mod proxy;
 pub mod server;
+pub mod stop_signal;
 
 /// Error type carried by streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

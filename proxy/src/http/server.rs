@@ -3,6 +3,7 @@
 //! header-size and header-read-timeout limits.
 
 use super::proxy::{handle, ConnInfo, Worker};
+use super::stop_signal::{First, UntilStop};
 use crate::config::ListenerLimits;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -80,15 +81,16 @@ pub async fn serve<IO>(
             }
         }
     };
-    enum First<R> {
-        Done(R),
-        Stop,
-    }
-    let first = tokio::select! {
-        r = fut.as_mut() => First::Done(r),
-        _ = shutdown.wait_for(|s| *s) => First::Stop,
-        _ = idle_check => First::Stop,
+    // The connection stops (gracefully) on drain or when idle; that side is polled only when
+    // its timer or the drain signal wakes it, not on every request.
+    let stop = async {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            _ = idle_check => {}
+        }
     };
+    tokio::pin!(stop);
+    let first = UntilStop::new(fut.as_mut(), stop.as_mut()).await;
     let res = match first {
         First::Done(r) => r,
         First::Stop => {
