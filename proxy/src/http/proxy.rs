@@ -233,7 +233,7 @@ impl Finish {
             .unwrap_or_else(|| SystemTime::now() - self.start.elapsed())
     }
 
-    fn done(self, bytes_sent: u64, end: BodyEnd) {
+    fn done(self: Box<Self>, bytes_sent: u64, end: BodyEnd) {
         let flags = match (end, self.flags) {
             (BodyEnd::Complete, f) => f,
             (_, "-") if end == BodyEnd::Dropped => "DC",
@@ -278,7 +278,7 @@ impl Finish {
 }
 
 /// Wraps the response body so that its end writes the access log and metrics.
-fn observe<B>(resp: Response<B>, mut fin: Finish) -> Response<ResponseBody>
+fn observe<B>(resp: Response<B>, mut fin: Box<Finish>) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin + 'static,
 {
@@ -289,7 +289,7 @@ where
 }
 
 /// The proxy's own answer for `e`, with its response flag.
-fn fail(e: ProxyError, mut fin: Finish) -> Response<ResponseBody> {
+fn fail(e: ProxyError, mut fin: Box<Finish>) -> Response<ResponseBody> {
     fin.flags = e.flag();
     observe(e.to_response(), fin)
 }
@@ -302,7 +302,7 @@ fn filter_response(l: &weir_wasm::LocalResponse) -> Response<ProxyBody> {
 }
 
 /// A filter's local reply as the proxy's answer, flagged for the access log.
-fn filter_answer(l: &weir_wasm::LocalResponse, mut fin: Finish) -> Response<ResponseBody> {
+fn filter_answer(l: &weir_wasm::LocalResponse, mut fin: Box<Finish>) -> Response<ResponseBody> {
     fin.flags = filter_flag(l);
     observe(filter_response(l), fin)
 }
@@ -424,7 +424,8 @@ pub async fn handle(
         .as_ref()
         .and_then(|t| t.peer.as_ref())
         .and_then(|p| p.uri_sans.first().cloned());
-    let mut fin = Finish {
+    // Boxed: it travels from here into the response body's end callback, one pointer per move.
+    let mut fin = Box::new(Finish {
         stats: listener.no_route.clone(),
         listener: listener.clone(),
         start,
@@ -451,7 +452,7 @@ pub async fn handle(
         principal,
         peer: conn.peer,
         trace,
-    };
+    });
 
     let route = {
         let view = RequestView::from_parts(&parts);
