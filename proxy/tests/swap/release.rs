@@ -122,25 +122,36 @@ async fn old_vms_end_when_their_last_request_does() {
     assert!(life.dir.path().exists());
 }
 
+/// RSS moves in steps of 2–4 MiB as instance memories come and go (74.6 → 79.0 → 74.9 → 77.0 MiB
+/// between consecutive samples of one run), so one sample after swap 10 can be a trough that
+/// puts a flat run over 10 %. The comparison is of medians: RSS after swaps 10, 20 and 30
+/// against RSS after swaps 180, 190 and 200. A leak of the old versions' VMs grows linearly
+/// (it gave +11 % here when it happened) and still fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rss_after_200_swaps_within_10_percent_of_after_10() {
     let workers = 2;
     let life = Life::start(workers).await;
-    let mut rss_10 = 0;
+    let (mut early, mut late) = (Vec::new(), Vec::new());
     for gen in 1..=200u64 {
         life.swap(gen).await;
         if gen % 10 == 0 {
             assert_eq!(life.served_gen().await, format!(r#"{{"gen":{gen}}}"#));
-        }
-        if gen == 10 {
-            rss_10 = life.weir.rss_kib();
+            match gen {
+                10..=30 => early.push(life.weir.rss_kib()),
+                180..=200 => late.push(life.weir.rss_kib()),
+                _ => {}
+            }
         }
     }
-    let rss_200 = life.weir.rss_kib();
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (rss_10, rss_200) = (median(&mut early), median(&mut late));
     let (configured, done, deleted) = life.counts().await;
     eprintln!(
-        "RSS after 10 swaps: {rss_10} KiB; after 200: {rss_200} KiB ({:+.1}%); VMs configured \
-         {configured}, on_done {done}, on_delete {deleted}",
+        "RSS after swaps 10/20/30: {early:?} KiB (median {rss_10}); after 180/190/200: {late:?} KiB \
+         (median {rss_200}, {:+.1}%); VMs configured {configured}, on_done {done}, on_delete {deleted}",
         (rss_200 as f64 / rss_10 as f64 - 1.0) * 100.0
     );
     assert_eq!(configured, 201 * workers as u64);
