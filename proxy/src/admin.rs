@@ -114,7 +114,7 @@ async fn route(
         }
         (&Method::POST, "/reload") => match reload {
             None => local_response(StatusCode::NOT_IMPLEMENTED, "reload not available"),
-            Some(f) => match tokio::task::spawn_blocking(move || f()).await {
+            Some(f) => match shared.swap_thread.run(move || f()).await {
                 Ok(Ok(v)) => json(StatusCode::OK, &serde_json::json!({ "version": v })),
                 Ok(Err(e)) => json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
                 Err(e) => local_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),

@@ -144,12 +144,13 @@ async fn run_async(opts: RunOptions, cfg: Config) -> i32 {
     tracing::info!(workers = proxy.workers, "weir is ready");
     if opts.watch {
         tokio::spawn(watch_file(
+            proxy.shared.clone(),
             opts.config.clone(),
             loaded,
             proxy.reloader.clone(),
         ));
     }
-    wait_for_shutdown(proxy.reloader.clone()).await;
+    wait_for_shutdown(proxy.shared.clone(), proxy.reloader.clone()).await;
     tracing::info!("shutting down: draining in-flight requests");
     proxy.shutdown().await;
     0
@@ -220,7 +221,10 @@ impl Proxy {
             metrics.add_renderer(Arc::new(move |out: &mut String| w.render_prometheus(out)));
         }
         let snap = Snapshot::build(1, cfg, base, None, &metrics, &wasm)?;
-        let (shared, commands) = Shared::new(snap, metrics, wasm, workers, opts.node.clone());
+        let swap_thread = crate::swap_thread::SwapThread::start()
+            .map_err(|e| vec![format!("cannot start the swap thread: {e}")])?;
+        let (shared, commands) =
+            Shared::new(snap, metrics, wasm, workers, opts.node.clone(), swap_thread);
         if let Mode::Managed { control_version } = mode {
             shared.set_managed(control_version);
         }
@@ -345,7 +349,7 @@ impl Proxy {
 }
 
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration.
-async fn wait_for_shutdown(reloader: crate::admin::Reloader) {
+async fn wait_for_shutdown(shared: Arc<Shared>, reloader: crate::admin::Reloader) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -362,14 +366,19 @@ async fn wait_for_shutdown(reloader: crate::admin::Reloader) {
             _ = int.recv() => return,
             _ = hup.recv() => {
                 let f = reloader.clone();
-                let _ = tokio::task::spawn_blocking(move || f()).await;
+                let _ = shared.swap_thread.run(move || f()).await;
             }
         }
     }
 }
 
 /// `--watch`: reloads when the file's contents change (checked twice a second).
-async fn watch_file(path: PathBuf, mut last: Option<Vec<u8>>, reloader: crate::admin::Reloader) {
+async fn watch_file(
+    shared: Arc<Shared>,
+    path: PathBuf,
+    mut last: Option<Vec<u8>>,
+    reloader: crate::admin::Reloader,
+) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
         tick.tick().await;
@@ -377,7 +386,7 @@ async fn watch_file(path: PathBuf, mut last: Option<Vec<u8>>, reloader: crate::a
         if now.is_some() && now != last {
             last = now;
             let f = reloader.clone();
-            let _ = tokio::task::spawn_blocking(move || f()).await;
+            let _ = shared.swap_thread.run(move || f()).await;
         }
     }
 }
@@ -465,12 +474,15 @@ async fn run_managed_async(opts: RunOptions) -> i32 {
     let control = tokio::spawn(client.run(move |bundle: crate::control::Bundle| {
         let shared = shared.clone();
         async move {
-            tokio::task::spawn_blocking(move || apply_bundle(&shared, &bundle).map(|_| ()))
+            let thread = shared.clone();
+            thread
+                .swap_thread
+                .run(move || apply_bundle(&shared, &bundle).map(|_| ()))
                 .await
                 .map_err(|e| e.to_string())?
         }
     }));
-    wait_for_shutdown(proxy.reloader.clone()).await;
+    wait_for_shutdown(proxy.shared.clone(), proxy.reloader.clone()).await;
     control.abort();
     tracing::info!("shutting down: draining in-flight requests");
     proxy.shutdown().await;

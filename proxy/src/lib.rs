@@ -23,6 +23,7 @@ pub mod preflight;
 pub mod route;
 pub mod shared;
 pub mod snapshot;
+pub mod swap_thread;
 pub mod tls;
 pub mod trace;
 pub mod wasm;

@@ -48,6 +48,8 @@ pub struct Shared {
     /// The node id (`node.id`), shared with every request's filter stream without a copy.
     pub node: Arc<str>,
     pub wasm: weir_wasm::WasmHost,
+    /// Where every new snapshot is built (file reloads, admin, control plane).
+    pub swap_thread: crate::swap_thread::SwapThread,
     /// Serialises swaps (file reloads, admin, control plane).
     pub swap_lock: std::sync::Mutex<()>,
     /// Serialises the per-worker instantiation of filter VMs (see `Worker::prepare`).
@@ -73,6 +75,7 @@ impl Shared {
         wasm: weir_wasm::WasmHost,
         workers: usize,
         node: String,
+        swap_thread: crate::swap_thread::SwapThread,
     ) -> (Arc<Shared>, Vec<mpsc::UnboundedReceiver<WorkerCmd>>) {
         metrics
             .config_version
@@ -85,6 +88,7 @@ impl Shared {
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             node: node.into(),
             wasm,
+            swap_thread,
             swap_lock: Default::default(),
             prepare_lock: Default::default(),
             control_version: AtomicU64::new(0),
