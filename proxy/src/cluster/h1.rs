@@ -12,7 +12,8 @@
 //! - the request head goes out in one write; `Host` is the endpoint's when the request has none;
 //! - 1xx interim responses are skipped (101 is an error: no upgrade was asked for);
 //! - response framing: no body for HEAD, 204 and 304; `Transfer-Encoding` with `chunked` last is
-//!   decoded (trailers are read and dropped), any other transfer coding or no length at all
+//!   decoded (trailers are passed on as a trailers frame, less framing and hop-by-hop fields),
+//!   any other transfer coding or no length at all
 //!   means "until the upstream closes"; `Content-Length` must be one consistent number;
 //! - a connection is reused only after an HTTP/1.1 response without `Connection: close`, read
 //!   to its exact end with no stray bytes after it;
@@ -423,6 +424,8 @@ pub struct ResponseBody {
     keep_alive: bool,
     /// The connection, once the body ended and it is reusable.
     done: Option<RawConn>,
+    /// Trailer fields read so far (chunked bodies that have any).
+    trailers: Option<HeaderMap>,
 }
 
 impl ResponseBody {
@@ -433,6 +436,7 @@ impl ResponseBody {
             ready: None,
             keep_alive,
             done: None,
+            trailers: None,
         };
         match framing {
             Framing::Length(n) if (conn.0.buf.len() as u64) >= n => {
@@ -490,8 +494,12 @@ impl ResponseBody {
         Poll::Ready(Ok(n))
     }
 
-    /// The next frame of a chunked body, decoding what is buffered and reading when needed.
-    fn poll_chunked(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, H1Error>>> {
+    /// The next frame of a chunked body, decoding what is buffered and reading when needed:
+    /// data, then the trailers when the upstream sent any.
+    fn poll_chunked(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
         loop {
             let Remaining::Chunked(state) = self.remaining else {
                 return Poll::Ready(None);
@@ -520,7 +528,7 @@ impl ResponseBody {
                     } else {
                         Chunk::Data(left - n)
                     });
-                    return Poll::Ready(Some(Ok(data)));
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Chunk::Data(_) => None,
                 Chunk::DataEnd if buf.len() >= 2 => {
@@ -536,7 +544,7 @@ impl ResponseBody {
                 Chunk::Trailers(seen) => match take_line(buf, MAX_TRAILERS)? {
                     Some(line) if line.is_empty() => {
                         self.finish();
-                        return Poll::Ready(None);
+                        return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
                     }
                     Some(line) => {
                         let seen = seen + line.len() + 2;
@@ -544,6 +552,11 @@ impl ResponseBody {
                             return Poll::Ready(Some(Err(H1Error::Malformed(
                                 "trailers too large",
                             ))));
+                        }
+                        if let Some((name, value)) = trailer_field(&line)? {
+                            self.trailers
+                                .get_or_insert_with(HeaderMap::new)
+                                .append(name, value);
                         }
                         Some(Chunk::Trailers(seen))
                     }
@@ -579,6 +592,30 @@ fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, H1Error> {
     }
 }
 
+/// One trailer line as a field; `None` for fields that must not be passed on as trailers
+/// (framing, routing and hop-by-hop fields: RFC 9110 §6.5.1).
+fn trailer_field(line: &[u8]) -> Result<Option<(HeaderName, HeaderValue)>, H1Error> {
+    let bad = || H1Error::Malformed("invalid trailer field");
+    let colon = line.iter().position(|&b| b == b':').ok_or_else(bad)?;
+    let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| bad())?;
+    let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).map_err(|_| bad())?;
+    const NOT_TRAILERS: [&str; 9] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+        "proxy-connection",
+    ];
+    if NOT_TRAILERS.contains(&name.as_str()) {
+        return Ok(None);
+    }
+    Ok(Some((name, value)))
+}
+
 /// The size of a chunk from its size line (extensions after `;` are ignored).
 fn chunk_size(line: &[u8]) -> Result<u64, H1Error> {
     let digits = line.split(|&b| b == b';').next().unwrap_or_default();
@@ -610,7 +647,15 @@ impl Body for ResponseBody {
         }
         let result = match this.remaining {
             Remaining::Done => return Poll::Ready(None),
-            Remaining::Chunked(_) => ready!(this.poll_chunked(cx)),
+            Remaining::Chunked(_) => {
+                let frame = ready!(this.poll_chunked(cx));
+                if let Some(Err(_)) = frame {
+                    // A broken body leaves the connection unusable.
+                    this.conn = None;
+                    this.remaining = Remaining::Done;
+                }
+                return Poll::Ready(frame);
+            }
             Remaining::Length(left) => loop {
                 let Some(RawConn(conn)) = this.conn.as_mut() else {
                     break None;
@@ -686,6 +731,17 @@ mod tests {
         assert_eq!(decimal(b""), None);
         assert_eq!(decimal(b"+5"), None);
         assert_eq!(decimal(b"5 5"), None);
+    }
+
+    #[test]
+    fn trailer_fields() {
+        let (n, v) = trailer_field(b"Grpc-Status:  0 ").unwrap().unwrap();
+        assert_eq!((n.as_str(), v.as_bytes()), ("grpc-status", &b"0"[..]));
+        assert!(trailer_field(b"content-length: 5").unwrap().is_none());
+        assert!(trailer_field(b"Connection: close").unwrap().is_none());
+        assert!(trailer_field(b"no colon").is_err());
+        assert!(trailer_field(b" folded: x").is_err());
+        assert!(trailer_field(b"name : x").is_err());
     }
 
     #[test]

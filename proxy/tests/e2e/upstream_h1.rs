@@ -385,6 +385,65 @@ async fn chunked_response_with_extensions_and_trailers_is_decoded_and_reused() {
     );
 }
 
+/// Trailers of a chunked upstream response reach an HTTP/2 client as a trailers frame (as
+/// hyper's client passes them on), less the fields that must not be trailers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_trailers_reach_an_http2_client() {
+    let with_framing_trailers = b"HTTP/1.1 200 OK\r\n\
+        transfer-encoding: chunked\r\n\
+        \r\n\
+        2\r\n\
+        ok\r\n\
+        0\r\n\
+        grpc-status: 0\r\n\
+        x-checksum: abc\r\n\
+        content-length: 99\r\n\
+        connection: close\r\n\
+        \r\n";
+    let up = RawUpstream::start(move |req| match req.path.as_str() {
+        "/plain" => Reply::keep(CHUNKED),
+        _ => Reply::keep(&with_framing_trailers[..]),
+    })
+    .await;
+    let weir = Weir::start(&yaml(&up)).await;
+    let mut c = Client::h2c(weir.addr("edge")).await;
+    for (path, body, want) in [
+        (
+            "/trailers",
+            "ok",
+            vec![("grpc-status", "0"), ("x-checksum", "abc")],
+        ),
+        (
+            "/plain",
+            "hello, world",
+            vec![("x-checksum", "abc"), ("x-more", "1")],
+        ),
+    ] {
+        let req = c.request(Method::GET, path).body(empty()).expect("request");
+        let resp = within(path, c.send(req)).await.expect("response");
+        assert_eq!(resp.status(), 200, "{path}");
+        let collected = within(path, resp.into_body().collect())
+            .await
+            .expect("body");
+        let trailers = collected.trailers().cloned().expect("a trailers frame");
+        assert_eq!(collected.to_bytes(), body.as_bytes(), "{path}");
+        let mut got: Vec<(String, String)> = trailers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
+            .collect();
+        got.sort();
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            got, want,
+            "{path}: framing and hop-by-hop fields are not passed on"
+        );
+    }
+    assert_eq!(up.accepted(), 1, "the connection is reused after trailers");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_delimited_response_is_read_to_the_close_and_not_reused() {
     let body = pattern(50_000);
