@@ -75,7 +75,7 @@ pub struct CompiledRoute {
     pub filters: Vec<String>,
     pub host_rewrite: Option<http::HeaderValue>,
     /// Stats per destination cluster name.
-    pub stats: HashMap<String, Arc<RequestStats>>,
+    pub stats: foldhash::HashMap<String, Arc<RequestStats>>,
 }
 
 impl CompiledRoute {
