@@ -71,6 +71,37 @@ fn has_func(module: &Module, name: &str) -> bool {
     matches!(module.get_export(name), Some(ExternType::Func(_)))
 }
 
+/// A compile error as one line (errors are one line that says what and where, DESIGN.md §4):
+/// WAT parse errors come with a multi-line source excerpt, kept here as "at LINE:COLUMN".
+fn compile_error(bytes: &[u8], e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    let mut parts: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(at) = line.strip_prefix("--> ") {
+            // `--> <anon>:1:1`: the position in the WAT text.
+            let pos = at.rsplitn(3, ':').take(2).collect::<Vec<_>>();
+            if let [col, line] = pos[..] {
+                parts.push(format!("at {line}:{col}"));
+            }
+        } else if line.starts_with('|')
+            || line
+                .split_once('|')
+                .is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok())
+        {
+            // The excerpt of the source and its caret.
+        } else {
+            parts.push(line.to_string());
+        }
+    }
+    let detail = parts.join(" ");
+    let wat_syntax = !bytes.starts_with(b"\0asm") && text.contains("--> ");
+    if wat_syntax {
+        format!("neither a wasm binary (no \\0asm header) nor WAT text: {detail}")
+    } else {
+        detail
+    }
+}
+
 /// Compile and validate `bytes` (wasm binary, or WAT text) and pre-link it.
 pub(crate) fn compile(
     engine: &Engine,
@@ -78,7 +109,8 @@ pub(crate) fn compile(
     bytes: &[u8],
     sha256: [u8; 32],
 ) -> Result<CompiledModule, WasmError> {
-    let module = Module::new(engine, bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+    let module =
+        Module::new(engine, bytes).map_err(|e| WasmError::Compile(compile_error(bytes, &e)))?;
     let abi = if has_func(&module, "proxy_abi_version_0_2_1") {
         AbiVersion::V0_2_1
     } else if has_func(&module, "proxy_abi_version_0_2_0") {

@@ -518,3 +518,31 @@ fn bad_guest_pointer_traps_instead_of_panicking() {
     });
     let _ = Bytes::new();
 }
+
+/// A module that does not compile is reported on one line, with where (DESIGN.md §4): text that
+/// is neither a wasm binary nor WAT, a truncated binary, WAT that fails validation.
+#[test]
+fn compile_errors_are_one_line() {
+    let host = WasmHost::new().unwrap();
+    let err = |bytes: &[u8]| match host.compile(bytes) {
+        Ok(_) => panic!("{:?} compiled", String::from_utf8_lossy(bytes)),
+        Err(e) => e.to_string(),
+    };
+    let garbage = err(b"garbage\nmore");
+    assert!(!garbage.contains('\n'), "{garbage}");
+    assert!(
+        garbage.contains("nor WAT text") && garbage.contains("at 1:1"),
+        "{garbage}"
+    );
+    let truncated = err(b"\0asm\x01\0\0\0\x01\x02");
+    assert!(
+        !truncated.contains('\n') && truncated.contains("end-of-file"),
+        "{truncated}"
+    );
+    let invalid = err(b"(module (func (result i32) (i64.const 1)))");
+    assert!(
+        !invalid.contains('\n') && invalid.contains("type mismatch"),
+        "{invalid}"
+    );
+    assert!(!invalid.contains("nor WAT"), "{invalid}");
+}
