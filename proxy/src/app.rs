@@ -45,10 +45,9 @@ fn base_dir(path: &Path) -> PathBuf {
 /// a worker would), with no side effect (no access-log file is created). Every error is
 /// returned, a filter's located at its `config:` or `module:` key.
 pub fn validate(path: &Path) -> Result<(), Vec<String>> {
-    load(path)?; // a missing file, YAML and schema errors, as `weir run` reports them
-    let text =
-        std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
     let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{file}:1:1: cannot read config: {e}")])?;
     crate::preflight::check_str(&file, &text, &base_dir(path), &Default::default()).map(|_| ())
 }
 

@@ -53,12 +53,48 @@ pub fn check_str(
     base_dir: &Path,
     modules: &Modules,
 ) -> Result<Config, Vec<String>> {
-    let cfg = config::load_str_validated(file, text, base_dir)
-        .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-    match check(&cfg, base_dir, modules) {
-        Ok(()) => Ok(cfg),
-        Err(errors) => Err(locate(file, text, &cfg, errors)),
+    let (cfg, yaml_errors) = config::load_str_lenient(file, text, base_dir);
+    let Some(cfg) = cfg else {
+        return Err(lines(yaml_errors));
+    };
+    let Some(yaml_errors) = yaml_errors else {
+        return match check(&cfg, base_dir, modules) {
+            Ok(()) => Ok(cfg),
+            Err(errors) => Err(locate(file, text, &cfg, errors)),
+        };
+    };
+    // The YAML has errors, yet its filters can still be compiled and configured, so that one
+    // run reports everything: only filters with no error of their own, and nothing else (the
+    // listeners and clusters were checked with the YAML).
+    let clean = |i: usize| {
+        let at = format!("filters[{i}]");
+        !yaml_errors.0.iter().any(|e| {
+            e.message
+                .strip_prefix(&at)
+                .is_some_and(|rest| rest.starts_with(['.', ':']))
+        })
+    };
+    let filters_only = Config {
+        filters: cfg
+            .filters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| clean(*i))
+            .map(|(_, f)| f.clone())
+            .collect(),
+        ..Config::default()
+    };
+    let mut all = lines(Some(yaml_errors));
+    if let Err(errors) = check(&filters_only, base_dir, modules) {
+        all.extend(locate(file, text, &cfg, errors));
     }
+    Err(all)
+}
+
+fn lines(errors: Option<config::ConfigErrors>) -> Vec<String> {
+    errors
+        .map(|e| e.0.iter().map(|e| e.to_string()).collect())
+        .unwrap_or_default()
 }
 
 fn check_here(cfg: &Config, base_dir: &Path, modules: &Modules) -> Result<(), Vec<String>> {

@@ -61,14 +61,32 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
 /// Parses `text` and runs every semantic check of [`validate`](super::validate), resolving
 /// relative file names (TLS files, filter modules) against `base_dir`.
 pub fn load_str_validated(file: &str, text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    match load_str_lenient(file, text, base_dir) {
+        (Some(cfg), None) => Ok(cfg),
+        (_, Some(errors)) => Err(errors),
+        (None, None) => Err(finish(file, Vec::new())),
+    }
+}
+
+/// [`load_str_validated`] that also hands back the config when it has errors but still
+/// deserialized, so that later checks (compiling filter modules) can report their own errors in
+/// the same run: unknown keys are skipped, and scalar values of the wrong type are left at
+/// their defaults (their errors are reported, and the semantic checks run on the rest). A
+/// file whose structure is broken (a missing required field, a map where a list belongs)
+/// gives no config.
+pub fn load_str_lenient(
+    file: &str,
+    text: &str,
+    base_dir: &Path,
+) -> (Option<Config>, Option<ConfigErrors>) {
     let Parsed {
         config,
         mut errors,
         root,
     } = parse(text);
-    // Unknown keys do not stop deserialization: the config is complete and can be checked too.
+    // Unknown keys and pruned scalars do not stop deserialization: the rest can be checked too.
     let Some(cfg) = config else {
-        return Err(finish(file, errors));
+        return (None, Some(finish(file, errors)));
     };
     for (path, message) in validate(&cfg, base_dir) {
         let mark = root.as_ref().map(|r| r.locate(&path)).unwrap_or_default();
@@ -80,9 +98,9 @@ pub fn load_str_validated(file: &str, text: &str, base_dir: &Path) -> Result<Con
         errors.push(Located { mark, message });
     }
     if errors.is_empty() {
-        Ok(cfg)
+        (Some(cfg), None)
     } else {
-        Err(finish(file, errors))
+        (Some(cfg), Some(finish(file, errors)))
     }
 }
 
@@ -133,7 +151,8 @@ fn finish(file: &str, mut errors: Vec<Located>) -> ConfigErrors {
 }
 
 struct Parsed {
-    /// Complete config when deserialization succeeded without pruning (unknown keys allowed).
+    /// The config when deserialization succeeded with nothing pruned but scalars (unknown keys
+    /// allowed); complete only when `errors` is empty.
     config: Option<Config>,
     errors: Vec<Located>,
     root: Option<Node>,
@@ -175,7 +194,7 @@ fn parse(text: &str) -> Parsed {
             ctx: &ctx,
         }) {
             Ok(cfg) => {
-                if pruned.is_empty() {
+                if only_scalars(&root, &pruned) {
                     config = Some(cfg);
                 }
                 break;
@@ -214,6 +233,19 @@ fn parse(text: &str) -> Parsed {
         errors,
         root: Some(root),
     }
+}
+
+/// Whether every node in `ids` is a scalar of the tree (pruning one leaves the field at its
+/// default, and the structure around it intact).
+fn only_scalars(root: &Node, ids: &HashSet<usize>) -> bool {
+    fn count(node: &Node, ids: &HashSet<usize>) -> usize {
+        match &node.kind {
+            Kind::Scalar { .. } => usize::from(ids.contains(&node.id)),
+            Kind::Seq(items) => items.iter().map(|n| count(n, ids)).sum(),
+            Kind::Map(entries) => entries.iter().map(|(_, v)| count(v, ids)).sum(),
+        }
+    }
+    ids.is_empty() || count(root, ids) == ids.len()
 }
 
 // === YAML tree with marks ===

@@ -9,7 +9,8 @@ mod units;
 mod validate;
 
 pub use load::{
-    load_file, load_file_validated, load_str, load_str_validated, ConfigError, ConfigErrors,
+    load_file, load_file_validated, load_str, load_str_lenient, load_str_validated, ConfigError,
+    ConfigErrors,
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
 pub use validate::validate;

@@ -104,6 +104,60 @@ async fn run_with_a_bad_config_fails_the_same_way() {
     );
 }
 
+/// Errors of every stage in one run: values of the wrong type (left at their defaults for the
+/// rest of the checks), an unknown key, semantic errors (regex, cluster and filter references,
+/// endpoint) and a filter module that does not compile.
+const MIXED: &str = "listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    filters: [f1, missing]
+    bogus: 1
+    routes:
+      - match: { path_regex: \"([\" }
+        cluster: nope
+      - match: { path_prefix: / }
+        cluster: c
+        timeout: abc
+clusters:
+  - name: c
+    endpoints: [not-an-address]
+    lb: weird
+filters:
+  - name: f1
+    module: bad.wasm
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_errors_of_every_stage_in_one_run() {
+    let dir = TempDir::new("validate-mixed");
+    std::fs::write(dir.join("bad.wasm"), "not wasm").expect("write module");
+    let f = write(&dir, "mixed.yaml", MIXED);
+    let (code, out, err) = run_weir(&["validate", "--config", &f]).await;
+    assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
+    let all = format!("{out}\n{err}");
+    for (line, word) in [
+        (4, "missing"),
+        (5, "bogus"),
+        (7, "regex"),
+        (8, "nope"),
+        (11, "abc"),
+        (14, "not-an-address"),
+        (15, "weird"),
+        (18, "f1"),
+    ] {
+        assert!(
+            all.lines()
+                .any(|l| l.starts_with(&format!("{f}:{line}:")) && l.contains(word)),
+            "an error about `{word}` at line {line} in:\n{all}"
+        );
+    }
+    assert_eq!(
+        all.lines().filter(|l| l.starts_with(&f)).count(),
+        8,
+        "one line per error:\n{all}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reports_yaml_syntax_and_missing_file() {
     let dir = TempDir::new("validate-syntax");
