@@ -89,6 +89,20 @@ pub fn resolve(
             }
             let path = base_dir.join(&filter.module);
             match std::fs::read(&path) {
+                // A WAT file (as `weir run` accepts) is published as its binary module.
+                Ok(b) if !b.starts_with(&WASM_HEADER) => match wat::parse_bytes(&b) {
+                    Ok(binary) => Bytes::from(binary.into_owned()),
+                    Err(e) => {
+                        let detail = e.to_string();
+                        let detail = detail.lines().next().unwrap_or_default();
+                        errors.push(format!(
+                            "{file}: filter {}: module {:?} is neither a WebAssembly module nor \
+                             WAT text: {detail}",
+                            filter.name, filter.module
+                        ));
+                        continue;
+                    }
+                },
                 Ok(b) => Bytes::from(b),
                 Err(e) => {
                     errors.push(format!(
@@ -264,6 +278,34 @@ mod tests {
         })
         .unwrap();
         assert_eq!(again.fingerprint, d.fingerprint);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wat_files_are_published_as_binary_modules() {
+        let dir = std::env::temp_dir().join(format!("weir-control-wat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f.wat"), "(module (memory (export \"memory\") 1))").unwrap();
+        std::fs::write(dir.join("g.wat"), "not wat").unwrap();
+        let text = "filters:\n  - name: f\n    module: f.wat\n";
+        let d = resolve("weir.yaml", text, &dir, PathRefs::Allowed, &|_| None).unwrap();
+        let blob = &d.blobs[&d.modules["f"]];
+        assert!(
+            blob.starts_with(&WASM_HEADER),
+            "published as a binary module"
+        );
+        assert_eq!(
+            d.modules["f"],
+            sha256_hex(blob),
+            "named by the binary's digest"
+        );
+        let text = "filters:\n  - name: g\n    module: g.wat\n";
+        let err = resolve("weir.yaml", text, &dir, PathRefs::Allowed, &|_| None).unwrap_err();
+        assert!(
+            err.0[0].contains("neither a WebAssembly module nor WAT"),
+            "{err}"
+        );
+        assert!(!err.0[0].contains('\n'), "one line: {err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
