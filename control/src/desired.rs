@@ -54,8 +54,24 @@ pub fn resolve(
     paths: PathRefs,
     known: &dyn Fn(&str) -> Option<Bytes>,
 ) -> Result<Desired, Invalid> {
-    let config = weir::config::load_str_validated(file, text, base_dir)
-        .map_err(|e| Invalid(e.0.iter().map(|e| e.to_string()).collect()))?;
+    let config = match weir::config::load_str_validated(file, text, base_dir) {
+        Ok(config) => config,
+        Err(e) => {
+            let yaml: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
+            // Modules given by path can still be compiled and configured: report their errors
+            // in the same run, as `weir validate` does (the YAML's errors come first).
+            if paths == PathRefs::Allowed {
+                if let Err(all) =
+                    weir::preflight::check_str(file, text, base_dir, &Default::default())
+                {
+                    if all.len() > yaml.len() {
+                        return Err(Invalid(all));
+                    }
+                }
+            }
+            return Err(Invalid(yaml));
+        }
+    };
     let mut errors = Vec::new();
     let mut modules = BTreeMap::new();
     let mut blobs = BTreeMap::new();
@@ -306,6 +322,19 @@ mod tests {
             "{err}"
         );
         assert!(!err.0[0].contains('\n'), "one line: {err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn yaml_and_module_errors_in_one_run() {
+        let dir = std::env::temp_dir().join(format!("weir-control-mixed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bad.wasm"), "not a module").unwrap();
+        let text = "colour: blue\nfilters:\n  - name: f\n    module: bad.wasm\n";
+        let err = resolve("w.yaml", text, &dir, PathRefs::Allowed, &|_| None).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.0[0].contains("colour"), "{err}");
+        assert!(err.0[1].contains("filter f"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
