@@ -110,7 +110,8 @@ pub struct Registry {
     requests: Mutex<BTreeMap<(String, String, String), Arc<RequestStats>>>,
     upstream: Mutex<BTreeMap<(String, String), Arc<CodeCounters>>>,
     pub retries: AtomicU64,
-    pub ejections: AtomicU64,
+    /// Outlier ejections of every cluster (each `ClusterState` holds a clone).
+    pub ejections: Arc<AtomicU64>,
     pub config_version: AtomicU64,
     pub swaps_ok: AtomicU64,
     pub swaps_rejected: AtomicU64,

@@ -60,7 +60,8 @@ pub struct ClusterState {
     pub active: AtomicU32,
     /// Open connections and waiting requests (`limits.max_connections`, `limits.max_pending`).
     pub conn_limits: Arc<limits::ConnLimits>,
-    pub ejections: AtomicU64,
+    /// `weir_upstream_ejections_total`, shared with the metrics registry.
+    pub ejections: Arc<AtomicU64>,
 }
 
 impl Drop for ClusterState {
@@ -170,7 +171,7 @@ impl ClusterState {
                 cfg.limits.max_connections,
                 cfg.limits.max_pending,
             ),
-            ejections: AtomicU64::new(0),
+            ejections: metrics.ejections.clone(),
         })
     }
 

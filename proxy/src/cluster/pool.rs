@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -347,19 +347,22 @@ impl ClusterPool {
     }
 
     /// Sends `req` to endpoint `ep` on a pooled connection (or a new one). The response body
-    /// returns the connection to the pool when it has been read to the end.
+    /// returns the connection to the pool when it has been read to the end. `queued` is true
+    /// while the request waits for the cluster's breaker to allow a connection: a request that
+    /// times out then never reached the endpoint, which is not the endpoint's failure.
     pub async fn send(
         self: &Rc<Self>,
         cluster: &ClusterState,
         ep: usize,
         mut req: http::Request<ProxyBody>,
+        queued: &Cell<bool>,
     ) -> Result<http::Response<UpstreamBody>, PoolError> {
         let mut replayed = false;
         let direct = direct(cluster, &req);
         loop {
             let (conn, reused) = match self.checkout(ep).await {
                 Some(c) => (c, true),
-                None => self.connect(cluster, ep, direct).await?,
+                None => self.connect(cluster, ep, direct, queued).await?,
             };
             let conn = match conn {
                 Conn::Raw(raw) if direct => {
@@ -447,9 +450,10 @@ impl ClusterPool {
         cluster: &ClusterState,
         ep: usize,
         direct: bool,
+        queued: &Cell<bool>,
     ) -> Result<(Conn, bool), PoolError> {
         if !cluster.config.http2 {
-            return match self.reserve(ep).await? {
+            return match self.reserve(ep, queued).await? {
                 Reserved::Slot(slot) if direct => {
                     Ok((connect_raw(cluster, ep, slot).await?, false))
                 }
@@ -462,7 +466,7 @@ impl ClusterPool {
         if let Some(c) = self.shared_h2(ep) {
             return Ok((c, true)); // dialed by the request we waited for
         }
-        let slot = match self.reserve(ep).await? {
+        let slot = match self.reserve(ep, queued).await? {
             Reserved::Slot(slot) => slot,
             Reserved::Pooled(c) => return Ok((c, true)),
         };
@@ -476,7 +480,15 @@ impl ClusterPool {
     /// Room for one more connection under `max_connections`, waiting (as one of at most
     /// `max_pending`) while the cluster is full; a connection of this pool that goes idle
     /// meanwhile is taken instead.
-    async fn reserve(&self, ep: usize) -> Result<Reserved, PoolError> {
+    /// `queued` is set while it waits, and cleared when it stops waiting (a timeout that drops
+    /// the wait leaves it set).
+    async fn reserve(&self, ep: usize, queued: &Cell<bool>) -> Result<Reserved, PoolError> {
+        let r = self.reserve_waiting(ep, queued).await;
+        queued.set(false);
+        r
+    }
+
+    async fn reserve_waiting(&self, ep: usize, queued: &Cell<bool>) -> Result<Reserved, PoolError> {
         let mut waiting = None;
         loop {
             let freed = self.limits.freed_signal();
@@ -487,6 +499,7 @@ impl ClusterPool {
             }
             if waiting.is_none() {
                 waiting = Some(self.limits.try_wait().ok_or(PoolError::Overflow)?);
+                queued.set(true);
                 // An idle connection of this pool to another endpoint holds a slot nobody is
                 // using: close it (its task ends and frees the slot) rather than wait for its
                 // idle timeout.

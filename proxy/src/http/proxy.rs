@@ -788,7 +788,8 @@ async fn forward(
         };
         cluster.active.fetch_add(1, Ordering::Relaxed);
         cluster.balancer.on_request_start(ep);
-        let fut = pool.send(cluster, ep, req);
+        let queued = std::cell::Cell::new(false);
+        let fut = pool.send(cluster, ep, req, &queued);
         let outcome = match try_deadline {
             Some(at) => tokio::time::timeout_at(at.into(), fut).await.ok(),
             None => Some(fut.await),
@@ -831,7 +832,10 @@ async fn forward(
                 (pe, retriable)
             }
             None => {
-                cluster.record_result(ep, Some(504));
+                // Timed out waiting for the cluster's breaker: the endpoint never saw it.
+                if !queued.get() {
+                    cluster.record_result(ep, Some(504));
+                }
                 (
                     ProxyError::UpstreamTimeout,
                     retry.on_5xx || retry.on_gateway_error,
@@ -885,7 +889,7 @@ fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::r
         }
     }
     tokio::task::spawn_local(async move {
-        if let Ok(resp) = pool.send(&cluster, ep, req).await {
+        if let Ok(resp) = pool.send(&cluster, ep, req, &Default::default()).await {
             let _ = resp.into_body().collect().await;
         }
     });

@@ -64,7 +64,7 @@ impl HostServices for ProxyServices {
         Ok(Box::pin(async move {
             let call = async {
                 let resp = pool
-                    .send(&c, ep, req)
+                    .send(&c, ep, req, &Default::default())
                     .await
                     .map_err(|e| crate::http::error::error_chain(&e))?;
                 let status = resp.status().as_u16();

@@ -198,6 +198,42 @@ async fn a_pending_request_waits_for_a_connection_not_a_new_one() {
     assert_eq!(up.accepted(), 1);
 }
 
+/// A request that times out while waiting for the breaker never reached the endpoint: it is a
+/// 504 (UT) for the client, not a failure of the endpoint for outlier detection (Envoy blames
+/// a host only for requests that got a connection to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_timed_out_in_the_breaker_queue_does_not_eject_the_endpoint() {
+    let up = Upstream::start("a").await;
+    // The try times out (per_try_timeout) before the route does.
+    let yaml = limited(&up, 4, "2s")
+        .replace(
+            "        timeout: 2s",
+            "        timeout: 2s\n        retries: { attempts: 1, per_try_timeout: 200ms, on: [reset] }",
+        )
+        .replace(
+            "    limits:",
+            "    outlier: { consecutive_5xx: 1, interval: 1s, base_ejection: 30s, max_ejection_percent: 100 }\n    limits:",
+        );
+    let weir = Weir::start(&yaml).await;
+    let addr = weir.addr("edge");
+    let held = tokio::spawn(async move { Client::h1(addr).await.get("/hold").await.status });
+    wait_until("request held", || up.held() == 1).await;
+    for i in 0..3 {
+        let r = weir.h1("edge").await.get(&format!("/queued/{i}")).await;
+        assert_eq!(r.status, 504, "{}", r.text());
+    }
+    let (code, metrics) = weir.admin_get("/metrics").await;
+    assert_eq!(code, 200);
+    let ejections: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("weir_upstream_ejections_total") && !l.ends_with(" 0"))
+        .collect();
+    assert!(ejections.is_empty(), "ejected: {ejections:?}");
+    up.release();
+    assert_eq!(held.await.unwrap(), 200);
+    assert_eq!(weir.h1("edge").await.get("/after").await.status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_to_another_endpoint_gives_up_its_slot() {
     let a = Upstream::start("a").await;
