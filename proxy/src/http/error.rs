@@ -88,6 +88,19 @@ impl ProxyError {
         }
     }
 
+    /// Whether the upstream side failed (no endpoint, connect failure, timeout, reset,
+    /// breaker): a reply the response filters see, as in Envoy.
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::NoHealthyUpstream
+                | ProxyError::ConnectFailure(_)
+                | ProxyError::UpstreamTimeout
+                | ProxyError::UpstreamReset(_)
+                | ProxyError::Overflow
+        )
+    }
+
     /// The local response for this error.
     pub fn to_response(&self) -> http::Response<ProxyBody> {
         local_response(self.status(), self.details())

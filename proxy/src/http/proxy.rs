@@ -621,68 +621,11 @@ pub async fn handle(
             let Some(stream) = stream else {
                 return Ok(observe(Response::from_parts(rparts, rbody), fin));
             };
-            // Filters: response headers, then the body through the chain.
-            let flow = {
-                let mut cs = stream.lock().await;
-                {
-                    let mut info = cs.info_mut();
-                    info.upstream_address = cluster.endpoints[ep.0].socket;
-                    info.response_code_details = Some("via_upstream".into());
-                }
-                let list = weir_wasm::HeaderList::from_response(rparts.status, &rparts.headers);
-                let flow = cs.on_response_headers(list, rbody.is_end_stream()).await;
-                if flow == weir_wasm::Flow::Continue {
-                    match cs
-                        .response_headers()
-                        .apply_to_response(&mut rparts.status, &mut rparts.headers)
-                    {
-                        Ok(()) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "filter left invalid response headers")
-                        }
-                    }
-                }
-                flow
-            };
-            match flow {
-                weir_wasm::Flow::Continue => {
-                    // The first body frame goes through the filters before the head is sent,
-                    // so a filter that buffers the body (or answers from the body phase) can
-                    // still replace the whole response: its local answer, or 500 when the
-                    // buffer limit is exceeded. Later frames stream.
-                    use crate::wasm::body::{BodyStop, FilteredBody, Prepend};
-                    let mut filtered = FilteredBody::new(rbody, stream);
-                    let stop = filtered.stop_slot();
-                    let first = std::future::poll_fn(|cx| {
-                        http_body::Body::poll_frame(std::pin::Pin::new(&mut filtered), cx)
-                    })
-                    .await;
-                    let first = match first {
-                        Some(Ok(f)) => Some(f),
-                        None => None,
-                        Some(Err(err)) => {
-                            let why = stop.borrow_mut().take();
-                            let e = match why {
-                                Some(BodyStop::Local(l)) => {
-                                    return Ok(filter_answer(&l, fin));
-                                }
-                                Some(BodyStop::TooLarge(_)) => ProxyError::ResponseBodyTooLarge,
-                                Some(BodyStop::Reset) | None => {
-                                    ProxyError::UpstreamReset(err.to_string())
-                                }
-                            };
-                            return Ok(fail(e, fin));
-                        }
-                    };
-                    let b: ResponseBody = Box::pin(Prepend::new(first, filtered));
-                    Ok(observe(Response::from_parts(rparts, b), fin))
-                }
-                weir_wasm::Flow::LocalResponse(l) => Ok(filter_answer(&l, fin)),
-                weir_wasm::Flow::Reset => {
-                    let e = ProxyError::UpstreamReset("reset by a response filter".into());
-                    Ok(fail(e, fin))
-                }
-            }
+            let upstream = cluster.endpoints[ep.0].socket;
+            Ok(
+                through_response_filters(stream, rparts, rbody, fin, upstream, "via_upstream")
+                    .await,
+            )
         }
         Err((mut e, ep, retried)) => {
             if exceeded.is_some_and(|x| x.load(Ordering::Relaxed)) {
@@ -712,7 +655,95 @@ pub async fn handle(
                 ("UT", true) => "UT,URX",
                 (f, _) => f,
             };
-            Ok(observe(e.to_response(), fin))
+            match stream {
+                // The upstream failed (not a filter): the reply goes through the response
+                // phases like an upstream response.
+                Some(stream) if e.is_upstream_failure() => {
+                    let (rparts, rbody) = e.to_response().into_parts();
+                    Ok(
+                        through_response_filters(stream, rparts, rbody, fin, None, e.details())
+                            .await,
+                    )
+                }
+                _ => Ok(observe(e.to_response(), fin)),
+            }
+        }
+    }
+}
+
+/// The response phases of the filter chain, on a response on its way downstream: the
+/// upstream's, or the proxy's own error reply when the upstream failed (Envoy passes local
+/// replies through its encoder filters too, so a filter that adds a header adds it to a 503).
+/// `details` is what filters read as `response.code_details`.
+async fn through_response_filters<B>(
+    stream: crate::wasm::body::SharedStream,
+    mut rparts: http::response::Parts,
+    rbody: B,
+    fin: Box<Finish>,
+    upstream: Option<std::net::SocketAddr>,
+    details: &'static str,
+) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes, Error = crate::http::BoxError> + Unpin + 'static,
+{
+    // Filters: response headers, then the body through the chain.
+    let flow = {
+        let mut cs = stream.lock().await;
+        {
+            let mut info = cs.info_mut();
+            info.upstream_address = upstream;
+            info.response_code_details = Some(details.into());
+        }
+        let list = weir_wasm::HeaderList::from_response(rparts.status, &rparts.headers);
+        let flow = cs.on_response_headers(list, rbody.is_end_stream()).await;
+        if flow == weir_wasm::Flow::Continue {
+            match cs
+                .response_headers()
+                .apply_to_response(&mut rparts.status, &mut rparts.headers)
+            {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "filter left invalid response headers")
+                }
+            }
+        }
+        flow
+    };
+    match flow {
+        weir_wasm::Flow::Continue => {
+            // The first body frame goes through the filters before the head is sent,
+            // so a filter that buffers the body (or answers from the body phase) can
+            // still replace the whole response: its local answer, or 500 when the
+            // buffer limit is exceeded. Later frames stream.
+            use crate::wasm::body::{BodyStop, FilteredBody, Prepend};
+            let mut filtered = FilteredBody::new(rbody, stream);
+            let stop = filtered.stop_slot();
+            let first = std::future::poll_fn(|cx| {
+                http_body::Body::poll_frame(std::pin::Pin::new(&mut filtered), cx)
+            })
+            .await;
+            let first = match first {
+                Some(Ok(f)) => Some(f),
+                None => None,
+                Some(Err(err)) => {
+                    let why = stop.borrow_mut().take();
+                    let e = match why {
+                        Some(BodyStop::Local(l)) => {
+                            return filter_answer(&l, fin);
+                        }
+                        Some(BodyStop::TooLarge(_)) => ProxyError::ResponseBodyTooLarge,
+                        Some(BodyStop::Reset) | None => ProxyError::UpstreamReset(err.to_string()),
+                    };
+                    return fail(e, fin);
+                }
+            };
+            let b: ResponseBody = Box::pin(Prepend::new(first, filtered));
+            observe(Response::from_parts(rparts, b), fin)
+        }
+        weir_wasm::Flow::LocalResponse(l) => filter_answer(&l, fin),
+        weir_wasm::Flow::Reset => {
+            let e = ProxyError::UpstreamReset("reset by a response filter".into());
+            fail(e, fin)
         }
     }
 }

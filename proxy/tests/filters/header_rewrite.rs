@@ -49,3 +49,24 @@ async fn properties_and_prefix_rewrite_reach_the_upstream() {
         Some(rid.as_str())
     );
 }
+
+/// The proxy's own reply when the upstream fails goes through the response phases too (as
+/// Envoy's local replies go through its encoder filters): a response header the filter sets is
+/// on a 503 from a dead upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_rules_apply_to_the_proxys_reply_for_a_dead_upstream() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    }; // closed: connections are refused
+    let cfg = json!({ "response": {"set": {"x-proxied-by": "weir", "x-details": "%response.code_details%"}} });
+    let weir = Weir::start(&one_filter_yaml(&dead, "header_rewrite", &cfg)).await;
+    let r = weir.h1("edge").await.get("/x").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("x-proxied-by").as_deref(), Some("weir"), "{r:?}");
+    assert_eq!(
+        r.header("x-details").as_deref(),
+        Some("upstream_connect_failure"),
+        "{r:?}"
+    );
+}
