@@ -6,7 +6,10 @@
 //! 1. [`ChainStream::on_request_headers`] (filters in order),
 //! 2. [`ChainStream::on_request_body`] per chunk, [`ChainStream::on_request_trailers`],
 //! 3. [`ChainStream::on_response_headers`], [`ChainStream::on_response_body`],
-//!    [`ChainStream::on_response_trailers`] (filters in reverse order, as Envoy's encoders),
+//!    [`ChainStream::on_response_trailers`] (filters in reverse order, as Envoy's encoders) —
+//!    on the upstream's response, or on the proxy's own reply when the upstream failed (no
+//!    healthy endpoint, connect failure, timeout, reset, breaker: `response.code_details`
+//!    says which), not on replies of the filters themselves,
 //! 4. [`ChainStream::finish`] (or just drop the stream: `proxy_on_done`, `proxy_on_log`,
 //!    `proxy_on_delete` run exactly once per filter either way, also on client disconnect).
 //!
