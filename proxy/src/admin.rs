@@ -168,6 +168,8 @@ fn filters_json(shared: &Shared) -> serde_json::Value {
                 "root_id": spec.root_id,
                 "on_error": failure_policy_name(spec.failure),
                 "vms": shared.workers.len(),
+                "vms_live": stats.live_vms(),
+                "memory_bytes": stats.memory_bytes(),
                 "memory_limit_bytes": spec.memory_limit_bytes,
                 "callback_deadline_ms": spec.callback_deadline.as_secs_f64() * 1e3,
                 "errors": {

@@ -1,5 +1,5 @@
-//! Point 4: `/filters` (digest, VMs, memory limit, error counts, time spent per phase) and
-//! `/config` (running version, swapped_at) over the admin port.
+//! Point 4: `/filters` (digest, VMs, memory in use and its limit, error counts, time spent per
+//! phase) and `/config` (running version, swapped_at) over the admin port.
 
 use crate::launch::{Opts, Proc};
 use crate::support::{TempDir, Upstream};
@@ -80,6 +80,12 @@ async fn filters_endpoint_reports_each_filter() {
         "per module"
     );
     assert_eq!(f["vms"], 2, "one VM per worker");
+    assert_eq!(f["vms_live"], 2, "both VMs alive, none per request");
+    let memory = f["memory_bytes"].as_u64().unwrap();
+    assert!(
+        memory > 0 && memory % (2 * 65536) == 0,
+        "two VMs' linear memories, whole wasm pages: {memory}"
+    );
     assert_eq!(f["memory_limit_bytes"], 32 * 1024 * 1024);
     assert_eq!(f["callback_deadline_ms"], 50.0);
     for kind in ["trap", "timeout", "oom", "config"] {

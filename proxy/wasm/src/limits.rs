@@ -1,6 +1,9 @@
 //! Per-VM limits: the memory cap (a wasmtime `ResourceLimiter`) and the epoch-deadline
 //! arithmetic for callbacks.
 
+use crate::metrics::FilterStats;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How often the engine's epoch is incremented by the ticker thread: the granularity of
@@ -29,12 +32,17 @@ pub struct MemoryLimitExceeded {
     pub limit: usize,
 }
 
-/// A memory (and table) cap for one store.
+/// A memory (and table) cap for one store. It also keeps its filter's live-VM count and
+/// memory total (`/filters`): it lives exactly as long as the store, and sees every memory
+/// creation and growth.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     pub(crate) max_memory_bytes: usize,
     pub(crate) max_table_elements: usize,
     pub(crate) exceeded: bool,
+    usage: Option<Arc<FilterStats>>,
+    /// Bytes this store added to `usage`.
+    counted: u64,
 }
 
 impl MemoryLimiter {
@@ -43,6 +51,26 @@ impl MemoryLimiter {
             max_memory_bytes,
             max_table_elements: 1_000_000,
             exceeded: false,
+            usage: None,
+            counted: 0,
+        }
+    }
+
+    /// Counts this store as a live VM of the filter `stats` belong to, with its memory.
+    pub(crate) fn counting(mut self, stats: Arc<FilterStats>) -> Self {
+        stats.live_vms.fetch_add(1, Ordering::Relaxed);
+        self.usage = Some(stats);
+        self
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        if let Some(stats) = &self.usage {
+            stats.live_vms.fetch_sub(1, Ordering::Relaxed);
+            stats
+                .memory_bytes
+                .fetch_sub(self.counted, Ordering::Relaxed);
         }
     }
 }
@@ -50,7 +78,7 @@ impl MemoryLimiter {
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -61,6 +89,11 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
                 limit: self.max_memory_bytes,
             }
             .into());
+        }
+        if let Some(stats) = &self.usage {
+            let grown = desired.saturating_sub(current) as u64;
+            stats.memory_bytes.fetch_add(grown, Ordering::Relaxed);
+            self.counted += grown;
         }
         Ok(true)
     }

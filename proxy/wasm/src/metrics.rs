@@ -311,6 +311,10 @@ fn phase_histograms() -> PhaseHistograms {
 #[derive(Debug)]
 pub struct FilterStats {
     errors: [AtomicU64; 4],
+    /// Live VMs of this filter (all workers and snapshots) and the bytes of their linear
+    /// memories, kept by each VM's memory limiter (see `limits::MemoryLimiter`).
+    pub(crate) live_vms: AtomicU64,
+    pub(crate) memory_bytes: AtomicU64,
     /// `DURATION_SHARDS` single-writer shards, then the shared one.
     durations: Box<[std::sync::OnceLock<PhaseHistograms>]>,
 }
@@ -319,6 +323,8 @@ impl FilterStats {
     fn new() -> Self {
         FilterStats {
             errors: Default::default(),
+            live_vms: AtomicU64::new(0),
+            memory_bytes: AtomicU64::new(0),
             durations: (0..=DURATION_SHARDS)
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
@@ -328,6 +334,17 @@ impl FilterStats {
     /// Count one failure.
     pub fn error(&self, kind: FailureKind) {
         self.errors[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// VMs of this filter alive now, on every worker (old snapshots' VMs included until their
+    /// last request ends).
+    pub fn live_vms(&self) -> u64 {
+        self.live_vms.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of linear memory of those VMs.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes.load(Ordering::Relaxed)
     }
 
     /// Failures of `kind` so far.

@@ -416,7 +416,7 @@ impl PluginVm {
         let name = spec.name.clone();
         let state = HostState {
             plugin: plugin.clone(),
-            limiter: MemoryLimiter::new(spec.memory_limit_bytes),
+            limiter: MemoryLimiter::new(spec.memory_limit_bytes).counting(plugin.stats.clone()),
             memory: None,
             alloc: None,
             root_id: ROOT_ID,
