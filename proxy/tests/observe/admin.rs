@@ -83,7 +83,7 @@ async fn filters_endpoint_reports_each_filter() {
     assert_eq!(f["vms_live"], 2, "both VMs alive, none per request");
     let memory = f["memory_bytes"].as_u64().unwrap();
     assert!(
-        memory > 0 && memory % (2 * 65536) == 0,
+        memory > 0 && memory.is_multiple_of(2 * 65536),
         "two VMs' linear memories, whole wasm pages: {memory}"
     );
     assert_eq!(f["memory_limit_bytes"], 32 * 1024 * 1024);
