@@ -163,6 +163,17 @@ async fn rss_after_200_swaps_within_10_percent_of_after_10() {
         live <= 3 * workers as u64,
         "old VMs released: {live} root contexts still alive after 200 swaps on {workers} workers"
     );
+    // The host's own accounting agrees (`/filters`: live VMs of the filter, every snapshot).
+    let (code, body) = life.weir.admin_get("/filters").await;
+    assert_eq!(code, 200, "{body}");
+    let filters: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let host_live = filters["filters"][0]["vms_live"]
+        .as_u64()
+        .expect("vms_live");
+    assert!(
+        host_live <= 3 * workers as u64 && host_live >= workers as u64,
+        "/filters counts {host_live} live VMs after 200 swaps on {workers} workers"
+    );
     assert!(
         rss_200 as f64 <= rss_10 as f64 * 1.10,
         "RSS after 200 swaps {rss_200} KiB > 110% of RSS after 10 swaps {rss_10} KiB"
