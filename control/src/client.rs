@@ -43,23 +43,6 @@ fn http_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// An error and its causes on one line, most specific last ("client error (Connect): tcp
-/// connect error: Connection refused (os error 111)"): hyper's own message alone does not say
-/// why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let msg = cause.to_string();
-        if !text.contains(&msg) {
-            text.push_str(": ");
-            text.push_str(&msg);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Sends one request; returns (status, body).
 async fn call(
     method: http::Method,
@@ -85,7 +68,7 @@ async fn call(
         let resp = http_client()
             .request(req)
             .await
-            .map_err(|e| transport(error_chain(&e)))?;
+            .map_err(|e| transport(weir::http::error::error_chain(&e)))?;
         let status = resp.status().as_u16();
         let body = Limited::new(resp.into_body(), MAX_RESPONSE)
             .collect()

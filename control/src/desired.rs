@@ -56,20 +56,18 @@ pub fn resolve(
 ) -> Result<Desired, Invalid> {
     let config = match weir::config::load_str_validated(file, text, base_dir) {
         Ok(config) => config,
+        // Modules given by path can still be compiled and configured: `weir validate`'s check
+        // reports the same YAML errors, then theirs, in one run.
         Err(e) => {
-            let yaml: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
-            // Modules given by path can still be compiled and configured: report their errors
-            // in the same run, as `weir validate` does (the YAML's errors come first).
-            if paths == PathRefs::Allowed {
-                if let Err(all) =
-                    weir::preflight::check_str(file, text, base_dir, &Default::default())
-                {
-                    if all.len() > yaml.len() {
-                        return Err(Invalid(all));
-                    }
+            let all = match paths {
+                PathRefs::Allowed => {
+                    weir::preflight::check_str(file, text, base_dir, &Default::default()).err()
                 }
-            }
-            return Err(Invalid(yaml));
+                PathRefs::Forbidden => None,
+            };
+            return Err(Invalid(
+                all.unwrap_or_else(|| e.0.iter().map(|e| e.to_string()).collect()),
+            ));
         }
     };
     let mut errors = Vec::new();

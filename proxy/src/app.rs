@@ -473,10 +473,10 @@ async fn run_managed_async(opts: RunOptions) -> i32 {
     let control = tokio::spawn(client.run(move |bundle: crate::control::Bundle| {
         let shared = shared.clone();
         async move {
-            let thread = shared.clone();
-            thread
+            let job = shared.clone();
+            shared
                 .swap_thread
-                .run(move || apply_bundle(&shared, &bundle).map(|_| ()))
+                .run(move || apply_bundle(&job, &bundle).map(|_| ()))
                 .await
                 .map_err(|e| e.to_string())?
         }
