@@ -3,6 +3,8 @@
 //! weir and on any other proxy-wasm host (Envoy, Istio) unchanged.
 //!
 //! What it gives a filter author:
+//! - [`callbacks!`]: declare the stream callbacks the filter implements, so weir skips
+//!   the others (fewer guest calls per request);
 //! - [`config::parse`]: typed JSON plugin configuration whose errors name the field
 //!   (`"rate: expected a positive integer"`), to log and return `false` from
 //!   `on_configure` so `weir validate` fails naming the filter;
@@ -19,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod callbacks;
 pub mod config;
 pub mod duration;
 pub mod headers;

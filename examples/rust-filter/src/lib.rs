@@ -27,6 +27,9 @@ fn default_greeting() -> String {
     "hello".to_string()
 }
 
+// The stream callbacks this filter implements: weir calls no others (weir-sdk `callbacks!`).
+weir_sdk::callbacks!(response_headers);
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_root_id| -> Box<dyn RootContext> {

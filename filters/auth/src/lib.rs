@@ -39,6 +39,9 @@ use weir_sdk::{headers, properties, respond};
 use crate::config::Prepared;
 use crate::rules::Verdict;
 
+// The stream callbacks this filter implements: weir calls no others (weir-sdk `callbacks!`).
+weir_sdk::callbacks!(request_headers);
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_root_id| -> Box<dyn RootContext> {

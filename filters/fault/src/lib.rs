@@ -41,6 +41,9 @@ use crate::rng::SplitMix64;
 /// Tick period while requests are parked.
 const TICK: Duration = Duration::from_millis(5);
 
+// The stream callbacks this filter implements: weir calls no others (weir-sdk `callbacks!`).
+weir_sdk::callbacks!(request_headers);
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|root_id| -> Box<dyn RootContext> {

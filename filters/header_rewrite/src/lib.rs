@@ -27,6 +27,9 @@ use weir_sdk::headers;
 
 use crate::config::{Prepared, Rules};
 
+// The stream callbacks this filter implements: weir calls no others (weir-sdk `callbacks!`).
+weir_sdk::callbacks!(request_headers, response_headers);
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_root_id| -> Box<dyn RootContext> {

@@ -570,8 +570,9 @@ pub async fn handle(
                 return Ok(fail(e, fin));
             }
         }
+        let body_filtered = cs.filters_request_body();
         let shared_stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
-        if !body_empty {
+        if !body_empty && body_filtered {
             body =
                 crate::wasm::body::pump_request_body(body, shared_stream.clone(), stopped.clone())
                     .boxed_unsync();
@@ -687,7 +688,7 @@ where
     B: http_body::Body<Data = Bytes, Error = crate::http::BoxError> + Unpin + 'static,
 {
     // Filters: response headers, then the body through the chain.
-    let flow = {
+    let (flow, body_filtered) = {
         let mut cs = stream.lock().await;
         {
             let mut info = cs.info_mut();
@@ -696,6 +697,7 @@ where
         }
         let list = weir_wasm::HeaderList::from_response(rparts.status, &rparts.headers);
         let flow = cs.on_response_headers(list, rbody.is_end_stream()).await;
+        let body_filtered = cs.filters_response_body();
         if flow == weir_wasm::Flow::Continue {
             match cs
                 .response_headers()
@@ -707,9 +709,15 @@ where
                 }
             }
         }
-        flow
+        (flow, body_filtered)
     };
     match flow {
+        weir_wasm::Flow::Continue if !body_filtered => {
+            // No filter takes the body: it streams as is (the stream still ends, and its
+            // filters log, when the body is done or dropped).
+            let b: ResponseBody = Box::pin(crate::wasm::body::Passthrough::new(rbody, stream));
+            observe(Response::from_parts(rparts, b), fin)
+        }
         weir_wasm::Flow::Continue => {
             // The first body frame goes through the filters before the head is sent,
             // so a filter that buffers the body (or answers from the body phase) can

@@ -343,6 +343,47 @@ where
     }
 }
 
+/// A response body that no filter of the chain takes (no response body or trailer callbacks in
+/// its modules' `weir.callbacks`): frames pass unchanged, without a step through the chain.
+/// The chain stream is held until the body is done or dropped, so the filters' `done`/`log`
+/// callbacks still come after the whole response, as with [`FilteredBody`].
+pub struct Passthrough<B> {
+    inner: B,
+    _stream: SharedStream,
+}
+
+impl<B> Passthrough<B> {
+    pub fn new(inner: B, stream: SharedStream) -> Self {
+        Passthrough {
+            inner,
+            _stream: stream,
+        }
+    }
+}
+
+impl<B> Body for Passthrough<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Turns a filter's local response into an HTTP response head + body bytes.
 pub fn local_to_http(l: &LocalResponse) -> http::Response<Bytes> {
     let mut resp = http::Response::new(l.body.clone());

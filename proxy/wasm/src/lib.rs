@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod abi;
+pub mod callbacks;
 pub mod engine;
 pub mod error;
 pub mod headers;
@@ -31,6 +32,7 @@ mod timing;
 pub mod vm;
 pub mod wasi;
 
+pub use callbacks::Callbacks;
 pub use engine::WasmHost;
 pub use error::{FailureKind, StreamError, WasmError};
 pub use headers::HeaderList;

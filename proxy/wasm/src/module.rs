@@ -5,6 +5,7 @@ use std::fmt;
 
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
 
+use crate::callbacks::Callbacks;
 use crate::error::WasmError;
 use crate::state::HostState;
 
@@ -33,6 +34,7 @@ pub struct CompiledModule {
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) abi: AbiVersion,
     pub(crate) unknown_imports: Vec<String>,
+    pub(crate) callbacks: Callbacks,
 }
 
 impl fmt::Debug for CompiledModule {
@@ -41,6 +43,7 @@ impl fmt::Debug for CompiledModule {
             .field("sha256", &self.sha256_hex())
             .field("abi", &self.abi)
             .field("unknown_imports", &self.unknown_imports)
+            .field("callbacks", &self.callbacks)
             .finish()
     }
 }
@@ -59,6 +62,11 @@ impl CompiledModule {
     /// Imports the host does not provide; they trap if called (logged at compile time).
     pub fn unknown_imports(&self) -> &[String] {
         &self.unknown_imports
+    }
+
+    /// The stream callbacks the host makes (the module's `weir.callbacks` section, else all).
+    pub fn callbacks(&self) -> Callbacks {
+        self.callbacks
     }
 
     /// Whether the module exports a function of that name.
@@ -111,6 +119,7 @@ pub(crate) fn compile(
 ) -> Result<CompiledModule, WasmError> {
     let module =
         Module::new(engine, bytes).map_err(|e| WasmError::Compile(compile_error(bytes, &e)))?;
+    let callbacks = Callbacks::of_module(bytes).map_err(WasmError::Compile)?;
     let abi = if has_func(&module, "proxy_abi_version_0_2_1") {
         AbiVersion::V0_2_1
     } else if has_func(&module, "proxy_abi_version_0_2_0") {
@@ -163,5 +172,6 @@ pub(crate) fn compile(
         pre,
         abi,
         unknown_imports,
+        callbacks,
     })
 }

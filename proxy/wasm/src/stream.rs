@@ -318,6 +318,25 @@ impl ChainStream {
         self.run_trailers(Dir::Response, trailers).await
     }
 
+    /// Whether a filter of the stream takes request body or trailer callbacks (per its
+    /// module's `weir.callbacks`). When none does, the proxy sends the request body upstream
+    /// without passing it through the chain.
+    pub fn filters_request_body(&self) -> bool {
+        self.calls_any(&[Phase::RequestBody, Phase::RequestTrailers])
+    }
+
+    /// Whether a filter of the stream takes response body or trailer callbacks (see
+    /// [`ChainStream::filters_request_body`]).
+    pub fn filters_response_body(&self) -> bool {
+        self.calls_any(&[Phase::ResponseBody, Phase::ResponseTrailers])
+    }
+
+    fn calls_any(&self, phases: &[Phase]) -> bool {
+        self.slots.iter().any(|slot| {
+            !matches!(slot.state, SlotState::Skip) && phases.iter().any(|p| slot.vm.calls(*p))
+        })
+    }
+
     /// End the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` for every filter,
     /// exactly once (also done on drop).
     pub fn finish(&mut self) {
@@ -409,6 +428,10 @@ impl ChainStream {
                 (*ctx, *gen)
             }
         };
+        if !vm.calls(phase) {
+            // Not in the module's `weir.callbacks`: the SDK default (Continue), no guest call.
+            return Ok((Step::Next, 0));
+        }
         // Time only callbacks the module implements (a missing export is no work done).
         let timed = (self.timings.is_some()
             && vm.plugin().module().exports_function(phase_export(phase)))

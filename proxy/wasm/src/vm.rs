@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::LocalBoxFuture;
 use wasmtime::{Store, Trap, TypedFunc, WasmParams, WasmResults};
 
+use crate::callbacks::Callbacks;
 use crate::engine::WasmHost;
 use crate::error::{FailureKind, WasmError};
 use crate::headers::HeaderList;
@@ -301,6 +302,8 @@ pub struct PluginVm {
     tick_period: Cell<Option<Duration>>,
     next_ctx: Cell<u32>,
     deadline_ticks: u64,
+    /// The stream callbacks the module implements (its `weir.callbacks` section).
+    callbacks: Callbacks,
     weak_self: Weak<PluginVm>,
 }
 
@@ -342,6 +345,7 @@ impl PluginVm {
             tick_period: Cell::new(None),
             next_ctx: Cell::new(ROOT_ID + 1),
             deadline_ticks: deadline_ticks(plugin.spec.callback_deadline),
+            callbacks: plugin.module.callbacks(),
             weak_self: weak.clone(),
         });
         if let Err(e) = vm.instantiate() {
@@ -898,11 +902,14 @@ impl PluginVm {
         inst.store.data_mut().effective = ctx;
         let c = ctx as i32;
         let mut phase = Phase::Done;
-        let mut r = self.timed(phase, inst, |inst| match &inst.ex.on_done {
-            Some(f) => f.call(&mut inst.store, c).map(|_| ()),
-            None => Ok(()),
-        });
-        if r.is_ok() {
+        let mut r = Ok(());
+        if self.calls(phase) {
+            r = self.timed(phase, inst, |inst| match &inst.ex.on_done {
+                Some(f) => f.call(&mut inst.store, c).map(|_| ()),
+                None => Ok(()),
+            });
+        }
+        if r.is_ok() && self.calls(Phase::Log) {
             phase = Phase::Log;
             r = self.timed(phase, inst, |inst| match &inst.ex.on_log {
                 Some(f) => f.call(&mut inst.store, c),
@@ -926,6 +933,11 @@ impl PluginVm {
         if state.effective == ctx {
             state.effective = ROOT_ID;
         }
+    }
+
+    /// Whether the host calls the module's callback for `phase` (see [`Callbacks`]).
+    pub(crate) fn calls(&self, phase: Phase) -> bool {
+        self.callbacks.calls(phase)
     }
 
     /// The failure policy.

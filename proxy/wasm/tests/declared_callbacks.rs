@@ -1,0 +1,115 @@
+//! A module's `weir.callbacks` custom section: the host makes only the stream callbacks it
+//! lists (plus context create and delete); one not listed is never entered. Modules without
+//! the section get every callback; an unknown name fails the compile.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use weir_wasm::metrics::Phase;
+use weir_wasm::{BodyFlow, Callbacks, FilterChain, Flow, HeaderList, StreamInfo, WasmHost};
+
+/// Traps in every stream callback except response headers (which adds `x-seen`) and log;
+/// `section` is the `weir.callbacks` annotation (or none).
+fn filter(section: &str) -> String {
+    format!(
+        r#"(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  {prelude}
+  {section}
+  (data (i32.const 16) "x-seen")
+  (data (i32.const 32) "yes")
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 16) (i32.const 6) (i32.const 32) (i32.const 3)))
+    (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_done") (param i32) (result i32) unreachable)
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_delete") (param i32))
+)"#,
+        prelude = prelude("proxy_abi_version_0_2_1")
+    )
+}
+
+fn request() -> HeaderList {
+    HeaderList::from_pairs([
+        (":method", "GET"),
+        (":path", "/"),
+        (":authority", "example.com"),
+        (":scheme", "http"),
+    ])
+}
+
+#[test]
+fn only_the_declared_callbacks_are_entered() {
+    let host = WasmHost::new().unwrap();
+    run_local(async {
+        let wat = filter(r#"(@custom "weir.callbacks" "response_headers, log")"#);
+        let vm = vm(&host, &wat, spec("declared"));
+        let chain = FilterChain::new(vec![vm.clone()]);
+        let mut s = chain.new_stream(StreamInfo::default());
+        assert!(!s.filters_request_body() && !s.filters_response_body());
+        assert_eq!(s.on_request_headers(request(), false).await, Flow::Continue);
+        let body = s.on_request_body(Bytes::from_static(b"up"), true).await;
+        assert!(matches!(body, Ok(BodyFlow::Continue(_))), "{body:?}");
+        let resp = HeaderList::from_pairs([(":status", "200")]);
+        assert_eq!(s.on_response_headers(resp, false).await, Flow::Continue);
+        assert_eq!(s.response_headers().get_str("x-seen"), Some("yes"));
+        let body = s.on_response_body(Bytes::from_static(b"down"), true).await;
+        match body {
+            Ok(BodyFlow::Continue(b)) => assert_eq!(&b[..], b"down"),
+            other => panic!("expected the body to pass, got {other:?}"),
+        }
+        drop(s);
+
+        assert!(!vm.is_failed(), "no trapping callback was entered");
+        let stats = vm.plugin().stats();
+        assert_eq!(stats.calls(Phase::ResponseHeaders), 1);
+        assert_eq!(stats.calls(Phase::Log), 1);
+        assert_eq!(stats.calls(Phase::ContextCreate), 1);
+        assert_eq!(stats.calls(Phase::Delete), 1);
+        for p in [
+            Phase::RequestHeaders,
+            Phase::RequestBody,
+            Phase::ResponseBody,
+            Phase::Done,
+        ] {
+            assert_eq!(stats.calls(p), 0, "{p:?} was called");
+        }
+    });
+}
+
+#[test]
+fn without_the_section_every_callback_is_entered() {
+    let host = WasmHost::new().unwrap();
+    run_local(async {
+        let vm = vm(&host, &filter(""), spec("undeclared"));
+        assert_eq!(vm.plugin().module().callbacks(), Callbacks::ALL);
+        let chain = FilterChain::new(vec![vm.clone()]);
+        let mut s = chain.new_stream(StreamInfo::default());
+        assert!(s.filters_request_body() && s.filters_response_body());
+        // The request-headers callback traps: the stream gets the fail-closed 503.
+        match s.on_request_headers(request(), true).await {
+            Flow::LocalResponse(lr) => assert_eq!(lr.status, 503),
+            other => panic!("expected the trap's 503, got {other:?}"),
+        }
+        assert!(vm.is_failed());
+    });
+}
+
+#[test]
+fn an_unknown_callback_name_fails_the_compile() {
+    let host = WasmHost::new().unwrap();
+    let wat = filter(r#"(@custom "weir.callbacks" "request_header")"#);
+    let bytes = wat::parse_str(&wat).unwrap();
+    let err = host.compile(&bytes).unwrap_err().to_string();
+    assert!(
+        err.contains("weir.callbacks") && err.contains("unknown callback `request_header`"),
+        "{err}"
+    );
+}
