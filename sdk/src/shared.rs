@@ -125,7 +125,12 @@ pub fn now_nanos() -> u64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        // In u64 (no 128-bit multiply in the guest): saturates in the year 2554.
+        .map(|d| {
+            d.as_secs()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(d.subsec_nanos()))
+        })
         .unwrap_or(0)
 }
 

@@ -132,8 +132,9 @@ pub struct JwtPrepared {
 pub struct ApiKeysPrepared {
     /// Lower-case header name.
     pub header: String,
-    /// Key → principal.
-    pub keys: HashMap<String, String>,
+    /// Key → principal (hashbrown's foldhash: the lookup runs on every request; SipHash's
+    /// flooding resistance is not needed for keys that come from the configuration).
+    pub keys: hashbrown::HashMap<String, String>,
 }
 
 /// The whole prepared configuration.
@@ -258,7 +259,7 @@ pub fn prepare(c: Config) -> Result<Prepared, ConfigError> {
                     Some(h) => header_name("api_keys.header", &h)?,
                     None => "x-api-key".to_string(),
                 },
-                keys: a.keys,
+                keys: a.keys.into_iter().collect(),
             })
         }
         None => None,
