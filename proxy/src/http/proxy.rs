@@ -570,9 +570,8 @@ pub async fn handle(
                 return Ok(fail(e, fin));
             }
         }
-        let body_filtered = cs.filters_request_body();
         let shared_stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
-        if !body_empty && body_filtered {
+        if !body_empty {
             body =
                 crate::wasm::body::pump_request_body(body, shared_stream.clone(), stopped.clone())
                     .boxed_unsync();
@@ -688,7 +687,7 @@ where
     B: http_body::Body<Data = Bytes, Error = crate::http::BoxError> + Unpin + 'static,
 {
     // Filters: response headers, then the body through the chain.
-    let (flow, body_filtered) = {
+    let (flow, bypass) = {
         let mut cs = stream.lock().await;
         {
             let mut info = cs.info_mut();
@@ -697,7 +696,8 @@ where
         }
         let list = weir_wasm::HeaderList::from_response(rparts.status, &rparts.headers);
         let flow = cs.on_response_headers(list, rbody.is_end_stream()).await;
-        let body_filtered = cs.filters_response_body();
+        // No filter takes the body: it bypasses the chain (its size and trailers recorded).
+        let bypass = (!cs.filters_response_body()).then(|| cs.response_recorder());
         if flow == weir_wasm::Flow::Continue {
             match cs
                 .response_headers()
@@ -709,16 +709,16 @@ where
                 }
             }
         }
-        (flow, body_filtered)
+        (flow, bypass)
     };
-    match flow {
-        weir_wasm::Flow::Continue if !body_filtered => {
-            // No filter takes the body: it streams as is (the stream still ends, and its
-            // filters log, when the body is done or dropped).
-            let b: ResponseBody = Box::pin(crate::wasm::body::Passthrough::new(rbody, stream));
-            observe(Response::from_parts(rparts, b), fin)
+    match (flow, bypass) {
+        (weir_wasm::Flow::Continue, Some(recorder)) => {
+            // The body streams as is; the stream still ends (and its filters log) when the
+            // body is done or dropped.
+            let b = crate::wasm::body::Passthrough::new(rbody, stream, recorder);
+            observe(Response::from_parts(rparts, Box::pin(b)), fin)
         }
-        weir_wasm::Flow::Continue => {
+        (weir_wasm::Flow::Continue, None) => {
             // The first body frame goes through the filters before the head is sent,
             // so a filter that buffers the body (or answers from the body phase) can
             // still replace the whole response: its local answer, or 500 when the
@@ -748,8 +748,8 @@ where
             let b: ResponseBody = Box::pin(Prepend::new(first, filtered));
             observe(Response::from_parts(rparts, b), fin)
         }
-        weir_wasm::Flow::LocalResponse(l) => filter_answer(&l, fin),
-        weir_wasm::Flow::Reset => {
+        (weir_wasm::Flow::LocalResponse(l), _) => filter_answer(&l, fin),
+        (weir_wasm::Flow::Reset, _) => {
             let e = ProxyError::UpstreamReset("reset by a response filter".into());
             fail(e, fin)
         }

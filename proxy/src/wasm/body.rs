@@ -13,7 +13,9 @@ use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use weir_wasm::{BodyFlow, ChainStream, Flow, HeaderList, LocalResponse, StreamError};
+use weir_wasm::{
+    BodyFlow, ChainStream, Flow, HeaderList, LocalResponse, ResponseRecorder, StreamError,
+};
 
 /// The chain stream of one request, shared by its request and response sides.
 pub type SharedStream = Rc<super::stream_lock::StreamLock<ChainStream>>;
@@ -344,18 +346,21 @@ where
 }
 
 /// A response body that no filter of the chain takes (no response body or trailer callbacks in
-/// its modules' `weir.callbacks`): frames pass unchanged, without a step through the chain.
+/// its modules' `weir.callbacks`): frames pass unchanged, without a step through the chain; their
+/// size and the trailers are recorded for the `response.size` / `response.trailers` properties.
 /// The chain stream is held until the body is done or dropped, so the filters' `done`/`log`
 /// callbacks still come after the whole response, as with [`FilteredBody`].
 pub struct Passthrough<B> {
     inner: B,
+    recorder: ResponseRecorder,
     _stream: SharedStream,
 }
 
 impl<B> Passthrough<B> {
-    pub fn new(inner: B, stream: SharedStream) -> Self {
+    pub fn new(inner: B, stream: SharedStream, recorder: ResponseRecorder) -> Self {
         Passthrough {
             inner,
+            recorder,
             _stream: stream,
         }
     }
@@ -372,7 +377,15 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.recorder.data(data.len());
+            } else if let Some(trailers) = frame.trailers_ref() {
+                self.recorder.trailers(trailers);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -19,6 +19,7 @@ mod wat;
 
 mod access_log;
 mod admin;
+mod body_bypass;
 mod cli;
 mod filter_logs;
 mod metrics;

@@ -14,8 +14,8 @@
 //! (`Continue`, and `true` for `done`). `proxy_on_context_create`, `proxy_on_delete` and every
 //! root callback are always called. A module without the section gets every callback (as on
 //! Envoy); other hosts ignore the section. An unknown name is a compile error, so a typo cannot
-//! silently switch a callback off. The section is read from binary modules only (WAT text
-//! modules get every callback).
+//! silently switch a callback off. WAT text modules declare it with
+//! `(@custom "weir.callbacks" "request_headers log")`.
 
 use crate::metrics::Phase;
 
@@ -47,7 +47,19 @@ impl Callbacks {
         self.0 & bit(phase) != 0
     }
 
-    /// From the module's bytes: [`Callbacks::ALL`] without a `weir.callbacks` section (or for
+    /// Like [`Callbacks::of_module`], for WAT text too (`(@custom "weir.callbacks" "...")`);
+    /// for a module that compiled already (text that does not parse has no section).
+    pub fn of_wasm_or_wat(bytes: &[u8]) -> Result<Callbacks, String> {
+        if bytes.starts_with(b"\0asm") {
+            return Callbacks::of_module(bytes);
+        }
+        match wat::parse_bytes(bytes) {
+            Ok(binary) => Callbacks::of_module(&binary),
+            Err(_) => Ok(Callbacks::ALL),
+        }
+    }
+
+    /// From a wasm binary: [`Callbacks::ALL`] without a `weir.callbacks` section (or for
     /// WAT text); otherwise the listed callbacks plus every non-optional one. Several sections
     /// add up. Errors name an unknown callback.
     pub fn of_module(bytes: &[u8]) -> Result<Callbacks, String> {
@@ -191,6 +203,17 @@ mod tests {
         let m = module_with(&[(SECTION, b"request_header")]);
         let e = Callbacks::of_module(&m).unwrap_err();
         assert!(e.contains("unknown callback `request_header`"), "{e}");
+    }
+
+    #[test]
+    fn wat_text_declares_with_a_custom_annotation() {
+        let wat = r#"(module (@custom "weir.callbacks" "response_body"))"#;
+        let c = Callbacks::of_wasm_or_wat(wat.as_bytes()).unwrap();
+        assert!(c.calls(Phase::ResponseBody) && !c.calls(Phase::RequestHeaders));
+        assert_eq!(
+            Callbacks::of_wasm_or_wat(b"(module)").unwrap(),
+            Callbacks::ALL
+        );
     }
 
     #[test]

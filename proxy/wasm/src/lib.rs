@@ -39,7 +39,9 @@ pub use headers::HeaderList;
 pub use module::{AbiVersion, CompiledModule};
 pub use properties::StreamInfo;
 pub use services::{HostServices, HttpCallError, HttpCallFuture, HttpCallResponse, NoServices};
-pub use stream::{BodyFlow, ChainStream, FilterChain, Flow, LocalResponse, TrailersFlow};
+pub use stream::{
+    BodyFlow, ChainStream, FilterChain, Flow, LocalResponse, ResponseRecorder, TrailersFlow,
+};
 pub use vm::{FailurePolicy, PluginSpec, PluginVm, PreparedPlugin};
 
 #[allow(dead_code)]

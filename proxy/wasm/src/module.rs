@@ -119,7 +119,7 @@ pub(crate) fn compile(
 ) -> Result<CompiledModule, WasmError> {
     let module =
         Module::new(engine, bytes).map_err(|e| WasmError::Compile(compile_error(bytes, &e)))?;
-    let callbacks = Callbacks::of_module(bytes).map_err(WasmError::Compile)?;
+    let callbacks = Callbacks::of_wasm_or_wat(bytes).map_err(WasmError::Compile)?;
     let abi = if has_func(&module, "proxy_abi_version_0_2_1") {
         AbiVersion::V0_2_1
     } else if has_func(&module, "proxy_abi_version_0_2_0") {

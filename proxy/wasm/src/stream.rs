@@ -192,6 +192,26 @@ pub struct ChainStream {
     timings: Option<TimingSink>,
 }
 
+/// What a response body that bypasses the chain carried (no filter takes its callbacks), kept
+/// in the stream's facts so the `response.size` and `response.trailers` properties stay right
+/// for the filters' later callbacks (`log`).
+#[derive(Debug, Clone)]
+pub struct ResponseRecorder {
+    data: Rc<RefCell<StreamData>>,
+}
+
+impl ResponseRecorder {
+    /// A data frame of `len` bytes went to the client.
+    pub fn data(&self, len: usize) {
+        self.data.borrow_mut().response_body_size += len as u64;
+    }
+
+    /// The response's trailers.
+    pub fn trailers(&self, trailers: &http::HeaderMap) {
+        self.data.borrow_mut().response_trailers = HeaderList::from_header_map(trailers);
+    }
+}
+
 /// The guest export a stream phase calls.
 fn phase_export(phase: Phase) -> &'static str {
     match phase {
@@ -319,16 +339,24 @@ impl ChainStream {
     }
 
     /// Whether a filter of the stream takes request body or trailer callbacks (per its
-    /// module's `weir.callbacks`). When none does, the proxy sends the request body upstream
-    /// without passing it through the chain.
+    /// module's `weir.callbacks`).
     pub fn filters_request_body(&self) -> bool {
         self.calls_any(&[Phase::RequestBody, Phase::RequestTrailers])
     }
 
-    /// Whether a filter of the stream takes response body or trailer callbacks (see
-    /// [`ChainStream::filters_request_body`]).
+    /// Whether a filter of the stream takes response body or trailer callbacks (per its
+    /// module's `weir.callbacks`). When none does, the proxy streams the response body without
+    /// passing it through the chain, and records what it carried with
+    /// [`ChainStream::response_recorder`].
     pub fn filters_response_body(&self) -> bool {
         self.calls_any(&[Phase::ResponseBody, Phase::ResponseTrailers])
+    }
+
+    /// Records a response body that bypasses the chain into the stream's facts.
+    pub fn response_recorder(&self) -> ResponseRecorder {
+        ResponseRecorder {
+            data: self.data.clone(),
+        }
     }
 
     fn calls_any(&self, phases: &[Phase]) -> bool {

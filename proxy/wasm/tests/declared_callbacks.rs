@@ -113,3 +113,49 @@ fn an_unknown_callback_name_fails_the_compile() {
         "{err}"
     );
 }
+
+/// Declares only `log`, which copies the `response.size` property into a stream property.
+fn size_logger() -> String {
+    format!(
+        r#"(module
+  (import "env" "proxy_get_property" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_property" (func $set (param i32 i32 i32 i32) (result i32)))
+  {prelude}
+  (@custom "weir.callbacks" "log")
+  (data (i32.const 16) "response\00size")
+  (data (i32.const 48) "size-seen")
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_log") (param i32)
+    (if (i32.eqz (call $get (i32.const 16) (i32.const 13) (i32.const 200) (i32.const 204)))
+      (then (drop (call $set (i32.const 48) (i32.const 9)
+        (i32.load (i32.const 200)) (i32.load (i32.const 204)))))))
+  (func (export "proxy_on_delete") (param i32))
+)"#,
+        prelude = prelude("proxy_abi_version_0_2_1")
+    )
+}
+
+#[test]
+fn a_body_that_bypasses_the_chain_is_still_counted_for_log() {
+    let host = WasmHost::new().unwrap();
+    run_local(async {
+        let vm = vm(&host, &size_logger(), spec("size"));
+        let chain = FilterChain::new(vec![vm]);
+        let mut s = chain.new_stream(StreamInfo::default());
+        assert!(!s.filters_response_body());
+        let resp = HeaderList::from_pairs([(":status", "200")]);
+        assert_eq!(s.on_response_headers(resp, false).await, Flow::Continue);
+        // What the proxy does for a body no filter takes: it records the frames it streams.
+        let recorder = s.response_recorder();
+        recorder.data(4);
+        recorder.data(6);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", "abc".parse().unwrap());
+        recorder.trailers(&trailers);
+        assert_eq!(s.response_trailers().get_str("x-checksum"), Some("abc"));
+        s.finish();
+        assert_eq!(s.property(b"size-seen"), Some(10i64.to_le_bytes().to_vec()));
+    });
+}
