@@ -36,15 +36,6 @@ fn filter(section: &str) -> String {
     )
 }
 
-fn request() -> HeaderList {
-    HeaderList::from_pairs([
-        (":method", "GET"),
-        (":path", "/"),
-        (":authority", "example.com"),
-        (":scheme", "http"),
-    ])
-}
-
 #[test]
 fn only_the_declared_callbacks_are_entered() {
     let host = WasmHost::new().unwrap();
@@ -54,7 +45,10 @@ fn only_the_declared_callbacks_are_entered() {
         let chain = FilterChain::new(vec![vm.clone()]);
         let mut s = chain.new_stream(StreamInfo::default());
         assert!(!s.filters_request_body() && !s.filters_response_body());
-        assert_eq!(s.on_request_headers(request(), false).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(get_request("/"), false).await,
+            Flow::Continue
+        );
         let body = s.on_request_body(Bytes::from_static(b"up"), true).await;
         assert!(matches!(body, Ok(BodyFlow::Continue(_))), "{body:?}");
         let resp = HeaderList::from_pairs([(":status", "200")]);
@@ -94,7 +88,7 @@ fn without_the_section_every_callback_is_entered() {
         let mut s = chain.new_stream(StreamInfo::default());
         assert!(s.filters_request_body() && s.filters_response_body());
         // The request-headers callback traps: the stream gets the fail-closed 503.
-        match s.on_request_headers(request(), true).await {
+        match s.on_request_headers(get_request("/"), true).await {
             Flow::LocalResponse(lr) => assert_eq!(lr.status, 503),
             other => panic!("expected the trap's 503, got {other:?}"),
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::run_local;
+use common::{get_request, run_local};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use weir_wasm::{
@@ -99,15 +99,6 @@ async fn start_upstream() -> SocketAddr {
     addr
 }
 
-fn request(path: &str) -> HeaderList {
-    HeaderList::from_pairs([
-        (":method", "GET"),
-        (":path", path),
-        (":authority", "example.com"),
-        (":scheme", "http"),
-    ])
-}
-
 fn info() -> StreamInfo {
     StreamInfo {
         source_address: Some("127.0.0.1:4242".parse().unwrap()),
@@ -140,7 +131,7 @@ fn exercise(wasm: &[u8], name: &str) {
         // Headers and properties.
         let mut s = chain.new_stream(info());
         assert_eq!(
-            s.on_request_headers(request("/plain?q=1"), true).await,
+            s.on_request_headers(get_request("/plain?q=1"), true).await,
             Flow::Continue
         );
         {
@@ -163,7 +154,7 @@ fn exercise(wasm: &[u8], name: &str) {
 
         // Local response.
         let mut s = chain.new_stream(info());
-        match s.on_request_headers(request("/local"), true).await {
+        match s.on_request_headers(get_request("/local"), true).await {
             Flow::LocalResponse(lr) => {
                 assert_eq!(lr.status, 418);
                 assert_eq!(lr.headers.get_str("x-local"), Some("1"));
@@ -176,7 +167,7 @@ fn exercise(wasm: &[u8], name: &str) {
         // http_call → pause → response → resume.
         let mut s = chain.new_stream(info());
         assert_eq!(
-            s.on_request_headers(request("/call"), true).await,
+            s.on_request_headers(get_request("/call"), true).await,
             Flow::Continue
         );
         assert_eq!(s.request_headers().get_str("x-call-status"), Some("200"));
@@ -186,7 +177,7 @@ fn exercise(wasm: &[u8], name: &str) {
         // Unknown cluster and missing :path are BAD_ARGUMENT.
         let mut s = chain.new_stream(info());
         assert_eq!(
-            s.on_request_headers(request("/badcall"), true).await,
+            s.on_request_headers(get_request("/badcall"), true).await,
             Flow::Continue
         );
         assert_eq!(
@@ -199,7 +190,7 @@ fn exercise(wasm: &[u8], name: &str) {
         let mut s = chain.new_stream(info());
         let flow = tokio::time::timeout(
             Duration::from_secs(10),
-            s.on_request_headers(request("/tick"), true),
+            s.on_request_headers(get_request("/tick"), true),
         )
         .await
         .expect("tick resumed the stream");
@@ -210,7 +201,7 @@ fn exercise(wasm: &[u8], name: &str) {
         // Body buffered until end of stream, then modified.
         let mut s = chain.new_stream(info());
         assert_eq!(
-            s.on_request_headers(request("/body"), false).await,
+            s.on_request_headers(get_request("/body"), false).await,
             Flow::Continue
         );
         assert_eq!(
@@ -225,7 +216,7 @@ fn exercise(wasm: &[u8], name: &str) {
         // Past max_body_bytes (16): a distinct error → 413.
         let mut s = chain.new_stream(info());
         assert_eq!(
-            s.on_request_headers(request("/body"), false).await,
+            s.on_request_headers(get_request("/body"), false).await,
             Flow::Continue
         );
         let err = s
@@ -239,7 +230,7 @@ fn exercise(wasm: &[u8], name: &str) {
         // Shared queue: enqueue from a stream, on_queue_ready on the registering VM.
         let mut s = chain.new_stream(info());
         assert_eq!(
-            s.on_request_headers(request("/queue"), true).await,
+            s.on_request_headers(get_request("/queue"), true).await,
             Flow::Continue
         );
         drop(s);
@@ -280,7 +271,7 @@ fn exercise(wasm: &[u8], name: &str) {
                     for _ in 0..per_worker {
                         let mut s = chain.new_stream(StreamInfo::default());
                         assert_eq!(
-                            s.on_request_headers(request("/cas"), true).await,
+                            s.on_request_headers(get_request("/cas"), true).await,
                             Flow::Continue
                         );
                     }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use weir_wasm::{FilterChain, Flow, HeaderList, StreamInfo, WasmHost};
+use weir_wasm::{FilterChain, Flow, StreamInfo, WasmHost};
 
 /// On request headers, records the status of each shared-data call as a one-digit header
 /// (`0` OK, `1` NOT_FOUND, `8` CAS_MISMATCH):
@@ -51,15 +51,6 @@ fn filter() -> String {
     )
 }
 
-fn request() -> HeaderList {
-    HeaderList::from_pairs([
-        (":method", "GET"),
-        (":path", "/"),
-        (":authority", "example.com"),
-        (":scheme", "http"),
-    ])
-}
-
 #[test]
 fn empty_value_deletes_the_key_under_the_cas_rule() {
     let host = WasmHost::new().unwrap();
@@ -69,7 +60,10 @@ fn empty_value_deletes_the_key_under_the_cas_rule() {
         let vm = vm(&host, &filter(), spec("shd"));
         let chain = FilterChain::new(vec![vm]);
         let mut s = chain.new_stream(StreamInfo::default());
-        assert_eq!(s.on_request_headers(request(), true).await, Flow::Continue);
+        assert_eq!(
+            s.on_request_headers(get_request("/"), true).await,
+            Flow::Continue
+        );
         let h = s.request_headers().clone();
         let got: Vec<(&str, &str)> = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
             .into_iter()

@@ -7,7 +7,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_wasm::{FailurePolicy, HostServices, NoServices, PluginSpec, PluginVm, WasmHost};
+use weir_wasm::{
+    FailurePolicy, HeaderList, HostServices, NoServices, PluginSpec, PluginVm, WasmHost,
+};
 
 /// Run `f` the way a weir worker runs requests.
 pub fn run_local<F: Future>(f: F) -> F::Output {
@@ -69,4 +71,14 @@ pub fn vm_with(
 pub fn prepared(host: &WasmHost, wat: &str, spec: PluginSpec) -> Arc<weir_wasm::PreparedPlugin> {
     let bytes = wat::parse_str(wat).expect("valid WAT");
     host.prepare(spec, host.compile(&bytes).expect("compiles"))
+}
+
+/// The request head of `GET path` to `example.com` over http, as filters see it.
+pub fn get_request(path: &str) -> HeaderList {
+    HeaderList::from_pairs([
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "example.com"),
+        (":scheme", "http"),
+    ])
 }
