@@ -338,12 +338,6 @@ impl ChainStream {
         self.run_trailers(Dir::Response, trailers).await
     }
 
-    /// Whether a filter of the stream takes request body or trailer callbacks (per its
-    /// module's `weir.callbacks`).
-    pub fn filters_request_body(&self) -> bool {
-        self.calls_any(&[Phase::RequestBody, Phase::RequestTrailers])
-    }
-
     /// Whether a filter of the stream takes response body or trailer callbacks (per its
     /// module's `weir.callbacks`). When none does, the proxy streams the response body without
     /// passing it through the chain, and records what it carried with
