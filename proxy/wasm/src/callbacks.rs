@@ -47,20 +47,8 @@ impl Callbacks {
         self.0 & bit(phase) != 0
     }
 
-    /// Like [`Callbacks::of_module`], for WAT text too (`(@custom "weir.callbacks" "...")`);
-    /// for a module that compiled already (text that does not parse has no section).
-    pub fn of_wasm_or_wat(bytes: &[u8]) -> Result<Callbacks, String> {
-        if bytes.starts_with(b"\0asm") {
-            return Callbacks::of_module(bytes);
-        }
-        match wat::parse_bytes(bytes) {
-            Ok(binary) => Callbacks::of_module(&binary),
-            Err(_) => Ok(Callbacks::ALL),
-        }
-    }
-
     /// From a wasm binary: [`Callbacks::ALL`] without a `weir.callbacks` section (or for
-    /// WAT text); otherwise the listed callbacks plus every non-optional one. Several sections
+    /// anything else); otherwise the listed callbacks plus every non-optional one. Several sections
     /// add up. Errors name an unknown callback.
     pub fn of_module(bytes: &[u8]) -> Result<Callbacks, String> {
         let mut listed: Option<u32> = None;
@@ -208,12 +196,10 @@ mod tests {
     #[test]
     fn wat_text_declares_with_a_custom_annotation() {
         let wat = r#"(module (@custom "weir.callbacks" "response_body"))"#;
-        let c = Callbacks::of_wasm_or_wat(wat.as_bytes()).unwrap();
+        let c = Callbacks::of_module(&wat::parse_str(wat).unwrap()).unwrap();
         assert!(c.calls(Phase::ResponseBody) && !c.calls(Phase::RequestHeaders));
-        assert_eq!(
-            Callbacks::of_wasm_or_wat(b"(module)").unwrap(),
-            Callbacks::ALL
-        );
+        let plain = wat::parse_str("(module)").unwrap();
+        assert_eq!(Callbacks::of_module(&plain).unwrap(), Callbacks::ALL);
     }
 
     #[test]

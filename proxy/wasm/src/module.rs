@@ -117,9 +117,12 @@ pub(crate) fn compile(
     bytes: &[u8],
     sha256: [u8; 32],
 ) -> Result<CompiledModule, WasmError> {
-    let module =
-        Module::new(engine, bytes).map_err(|e| WasmError::Compile(compile_error(bytes, &e)))?;
-    let callbacks = Callbacks::of_wasm_or_wat(bytes).map_err(WasmError::Compile)?;
+    // WAT text becomes a binary once here; the custom sections are read from that binary.
+    let binary =
+        wat::parse_bytes(bytes).map_err(|e| WasmError::Compile(compile_error(bytes, &e.into())))?;
+    let module = Module::from_binary(engine, &binary)
+        .map_err(|e| WasmError::Compile(compile_error(bytes, &e)))?;
+    let callbacks = Callbacks::of_module(&binary).map_err(WasmError::Compile)?;
     let abi = if has_func(&module, "proxy_abi_version_0_2_1") {
         AbiVersion::V0_2_1
     } else if has_func(&module, "proxy_abi_version_0_2_0") {
