@@ -1,12 +1,14 @@
-//! Swap protocol step 3, on each worker: one VM per (filter, worker) for a snapshot version —
-//! `proxy_on_vm_start` and `proxy_on_configure` run here — and the filter chain of every route.
+//! Swap protocol step 3, on each worker: the VMs of a snapshot version (one per filter, or one
+//! per VM group: filters with the same non-empty vm_id, module and VM configuration), each
+//! filter's root context with its `proxy_on_vm_start` and `proxy_on_configure`, and the filter
+//! chain of every route.
 //! A request takes the [`WorkerFilters`] of the snapshot version it started with; the previous
 //! version's VMs are dropped (`proxy_on_done`/`proxy_on_delete`) once their last stream ends.
 
 use crate::snapshot::Snapshot;
 use std::collections::HashMap;
 use std::rc::Rc;
-use weir_wasm::{FilterChain, HostServices, PluginVm};
+use weir_wasm::{FilterChain, HostServices, PluginVm, VmGroups};
 
 /// The VMs and chains of one snapshot version on one worker.
 pub struct WorkerFilters {
@@ -25,11 +27,13 @@ impl WorkerFilters {
     ) -> Result<WorkerFilters, Vec<String>> {
         let mut vms = HashMap::new();
         let mut errors = Vec::new();
+        // Filters with the same non-empty vm_id, module and VM configuration share a VM.
+        let mut groups = VmGroups::default();
         let mut names: Vec<&String> = snap.filters.keys().collect();
         names.sort();
         for name in names {
             let plugin = &snap.filters[name];
-            match PluginVm::new(plugin, services.clone()) {
+            match PluginVm::new_in(plugin, services.clone(), &mut groups) {
                 Ok(vm) => {
                     vms.insert(name.clone(), vm);
                 }

@@ -1,7 +1,8 @@
 //! `weir-wasm`: the proxy-wasm (ABI v0.2.1, also 0.2.0 and 0.1.0) host on wasmtime.
 //!
 //! Role: compile filters once per process ([`WasmHost::compile`], cached by sha256), build one
-//! VM per (filter, worker) on the worker thread ([`PluginVm::new`]), and run a request through a
+//! VM per (filter, worker) on the worker thread ([`PluginVm::new`]; filters with the same
+//! non-empty vm_id and module share one, [`PluginVm::new_in`]), and run a request through a
 //! chain of filters ([`FilterChain::new_stream`] → [`ChainStream`]). Every host function of the
 //! ABI is linked from module `env`; a WASI preview1 subset is linked under both
 //! `wasi_snapshot_preview1` and `wasi_unstable`.
@@ -42,7 +43,7 @@ pub use services::{HostServices, HttpCallError, HttpCallFuture, HttpCallResponse
 pub use stream::{
     BodyFlow, ChainStream, FilterChain, Flow, LocalResponse, ResponseRecorder, TrailersFlow,
 };
-pub use vm::{FailurePolicy, PluginSpec, PluginVm, PreparedPlugin};
+pub use vm::{FailurePolicy, PluginSpec, PluginVm, PreparedPlugin, SharedVm, VmGroups};
 
 #[allow(dead_code)]
 fn _assert_thread_safety() {

@@ -249,8 +249,6 @@ pub(crate) enum Availability {
     Reject,
 }
 
-const ROOT_ID: u32 = 1;
-
 fn classify(e: &wasmtime::Error, state: &mut HostState) -> FailureKind {
     if state.limiter.exceeded || e.downcast_ref::<MemoryLimitExceeded>().is_some() {
         state.limiter.exceeded = false;
@@ -283,12 +281,76 @@ fn returned_false(state: &mut HostState) -> String {
     }
 }
 
+// === impl SharedVm ===
+
+/// One wasmtime instance on one worker. A filter alone has one of its own; filters of a VM
+/// group ([`VmGroups`]: the same non-empty `vm_id`, module and VM configuration, DESIGN.md §5)
+/// share one, as in Envoy: each is a root context of its own in it (its own
+/// `proxy_on_vm_start` and `proxy_on_configure`, ticks and HTTP contexts), and they share the
+/// guest's memory and globals, one memory cap (the first filter's) and its fate: a failure takes
+/// the instance down for every member, each then applying its own failure policy, and a
+/// `reload` rebuilds it with every member's root context.
+pub struct SharedVm {
+    inner: RefCell<Option<Instance>>,
+    generation: Cell<u64>,
+    /// The next context id: root ids are taken first, as filters join, then HTTP contexts.
+    next_ctx: Cell<u32>,
+    /// The first HTTP context id (one past the last root id).
+    first_http: Cell<u32>,
+    members: RefCell<Vec<Weak<PluginVm>>>,
+}
+
+impl SharedVm {
+    fn new() -> Rc<SharedVm> {
+        Rc::new(SharedVm {
+            inner: RefCell::new(None),
+            generation: Cell::new(0),
+            next_ctx: Cell::new(1),
+            first_http: Cell::new(1),
+            members: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn take_root_id(&self) -> u32 {
+        let id = self.next_ctx.get();
+        self.next_ctx.set(id + 1);
+        self.first_http.set(id + 1);
+        id
+    }
+
+    fn next_http_id(&self) -> u32 {
+        let id = self.next_ctx.get();
+        self.next_ctx
+            .set(id.wrapping_add(1).max(self.first_http.get()));
+        id
+    }
+
+    /// The members still alive, in root id order.
+    fn live_members(&self) -> Vec<Rc<PluginVm>> {
+        self.members
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
+/// The VM groups of one worker's filters: [`PluginVm::new_in`] puts a filter whose non-empty
+/// `vm_id`, module (sha256) and VM configuration match an earlier filter's into that filter's
+/// instance. An empty `vm_id` (the default) gives each filter a VM of its own.
+#[derive(Default)]
+pub struct VmGroups {
+    groups: std::collections::HashMap<(String, [u8; 32], Vec<u8>), Rc<SharedVm>>,
+}
+
 /// One filter's VM on one worker (`!Send`). Create with [`PluginVm::new`] on the worker thread.
 pub struct PluginVm {
     plugin: Arc<PreparedPlugin>,
     services: Rc<dyn HostServices>,
-    inner: RefCell<Option<Instance>>,
-    generation: Cell<u64>,
+    /// The instance, shared with the other filters of the same VM group (see [`VmGroups`]).
+    vm: Rc<SharedVm>,
+    /// This filter's root context id in that instance.
+    root_id: u32,
     failed: RefCell<Option<String>>,
     last_failure: Cell<Option<Instant>>,
     next_reload: Cell<Option<Instant>>,
@@ -300,7 +362,6 @@ pub struct PluginVm {
     shutdown: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
     tick_gen: Cell<u64>,
     tick_period: Cell<Option<Duration>>,
-    next_ctx: Cell<u32>,
     deadline_ticks: u64,
     /// The stream callbacks the module implements (its `weir.callbacks` section).
     callbacks: Callbacks,
@@ -311,7 +372,7 @@ impl std::fmt::Debug for PluginVm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginVm")
             .field("filter", &self.plugin.spec.name)
-            .field("generation", &self.generation.get())
+            .field("generation", &self.vm.generation.get())
             .field("failed", &self.failed.borrow())
             .finish()
     }
@@ -322,16 +383,54 @@ impl PluginVm {
     /// `_initialize` (reactor) or `_start` (command), create the root context and run
     /// `proxy_on_vm_start` and `proxy_on_configure`. False from either is an error naming the
     /// filter. Timers and calls started now begin running at [`PluginVm::activate`].
+    /// The filter gets an instance of its own; see [`PluginVm::new_in`] for VM groups.
     pub fn new(
         plugin: &Arc<PreparedPlugin>,
         services: Rc<dyn HostServices>,
     ) -> Result<Rc<PluginVm>, WasmError> {
+        Self::build(plugin, services, SharedVm::new())
+    }
+
+    /// Like [`PluginVm::new`], but a filter with a non-empty `vm_id` whose module and VM
+    /// configuration match an earlier filter's in `groups` becomes another root context of that
+    /// filter's instance (its own `proxy_on_vm_start` and `proxy_on_configure` run there).
+    pub fn new_in(
+        plugin: &Arc<PreparedPlugin>,
+        services: Rc<dyn HostServices>,
+        groups: &mut VmGroups,
+    ) -> Result<Rc<PluginVm>, WasmError> {
+        let spec = &plugin.spec;
+        if spec.vm_id.is_empty() {
+            return Self::new(plugin, services);
+        }
+        let key = (
+            spec.vm_id.clone(),
+            plugin.module.sha256,
+            spec.vm_configuration.clone(),
+        );
+        let joined = groups
+            .groups
+            .get(&key)
+            .filter(|shared| shared.inner.borrow().is_some())
+            .cloned();
+        let shared = joined.unwrap_or_else(SharedVm::new);
+        let vm = Self::build(plugin, services, shared.clone())?;
+        groups.groups.insert(key, shared);
+        Ok(vm)
+    }
+
+    fn build(
+        plugin: &Arc<PreparedPlugin>,
+        services: Rc<dyn HostServices>,
+        shared: Rc<SharedVm>,
+    ) -> Result<Rc<PluginVm>, WasmError> {
         let (queue_tx, queue_rx) = tokio::sync::mpsc::unbounded_channel();
+        let root_id = shared.take_root_id();
         let vm = Rc::new_cyclic(|weak| PluginVm {
             plugin: plugin.clone(),
             services,
-            inner: RefCell::new(None),
-            generation: Cell::new(0),
+            vm: shared.clone(),
+            root_id,
             failed: RefCell::new(None),
             last_failure: Cell::new(None),
             next_reload: Cell::new(None),
@@ -343,12 +442,21 @@ impl PluginVm {
             shutdown: RefCell::new(None),
             tick_gen: Cell::new(0),
             tick_period: Cell::new(None),
-            next_ctx: Cell::new(ROOT_ID + 1),
             deadline_ticks: deadline_ticks(plugin.spec.callback_deadline),
             callbacks: plugin.module.callbacks(),
             weak_self: weak.clone(),
         });
-        if let Err(e) = vm.instantiate() {
+        shared.members.borrow_mut().push(Rc::downgrade(&vm));
+        let started = if shared.inner.borrow().is_some() {
+            vm.join_running()
+        } else {
+            vm.instantiate()
+        };
+        if let Err(e) = started {
+            shared
+                .members
+                .borrow_mut()
+                .retain(|m| !std::ptr::eq(m.as_ptr(), Rc::as_ptr(&vm)));
             if matches!(e, WasmError::VmStart { .. } | WasmError::Configure { .. }) {
                 vm.plugin.stats.error(FailureKind::Config);
             }
@@ -369,7 +477,7 @@ impl PluginVm {
 
     /// Whether the VM is currently failed (no instance).
     pub fn is_failed(&self) -> bool {
-        self.inner.borrow().is_none()
+        self.vm.inner.borrow().is_none()
     }
 
     /// Start this VM's local tasks (tick timer, queue notifications, calls made during
@@ -386,9 +494,9 @@ impl PluginVm {
                 loop {
                     tokio::select! {
                         msg = rx.recv() => {
-                            let Some((_root, queue)) = msg else { return };
+                            let Some((root, queue)) = msg else { return };
                             let Some(vm) = weak.upgrade() else { return };
-                            vm.on_queue_ready(queue);
+                            vm.queue_ready(root, queue);
                         }
                         _ = &mut stop => return,
                     }
@@ -423,8 +531,8 @@ impl PluginVm {
             limiter: MemoryLimiter::new(spec.memory_limit_bytes).counting(plugin.stats.clone()),
             memory: None,
             alloc: None,
-            root_id: ROOT_ID,
-            effective: ROOT_ID,
+            root_id: self.root_id,
+            effective: self.root_id,
             http: Default::default(),
             config_phase: ConfigPhase::None,
             call_response: None,
@@ -490,16 +598,56 @@ impl PluginVm {
             }
         }
 
+        let mut inst = Instance { store, ex };
+        // One root context per member of the VM group (this filter alone, unless it shares).
+        self.vm.generation.set(self.vm.generation.get() + 1);
+        for member in self.vm.live_members() {
+            member.start_root(&mut inst)?;
+            member.after_callback(&mut inst);
+            *member.failed.borrow_mut() = None;
+        }
+        *self.vm.inner.borrow_mut() = Some(inst);
+        Ok(())
+    }
+
+    /// Start this filter's root context in its group's running instance (a later member of a
+    /// VM group joining at build time).
+    fn join_running(&self) -> Result<(), WasmError> {
+        let mut guard = self.vm.inner.borrow_mut();
+        let inst = guard.as_mut().ok_or(WasmError::NoMemory)?;
+        self.start_root(inst)?;
+        self.after_callback(inst);
+        Ok(())
+    }
+
+    /// Make this filter the one hostcalls act for (its plugin and root id): a no-op unless the
+    /// instance is shared with other filters.
+    fn enter(&self, inst: &mut Instance) {
+        let state = inst.store.data_mut();
+        if state.root_id != self.root_id {
+            state.root_id = self.root_id;
+            state.plugin = self.plugin.clone();
+        }
+    }
+
+    /// Create this filter's root context and run `proxy_on_vm_start` and `proxy_on_configure`.
+    fn start_root(&self, inst: &mut Instance) -> Result<(), WasmError> {
+        self.enter(inst);
+        let spec = &self.plugin.spec;
+        let init_ticks = deadline_ticks(spec.callback_deadline.max(MIN_INIT_DEADLINE));
+        let (store, ex) = (&mut inst.store, &inst.ex);
+        store.data_mut().effective = self.root_id;
         let vm_err = |detail: String| WasmError::VmStart {
-            plugin: name.clone(),
+            plugin: spec.name.clone(),
             detail,
         };
         let conf_err = |detail: String| WasmError::Configure {
-            plugin: name.clone(),
+            plugin: spec.name.clone(),
             detail,
         };
         if let Some(f) = &ex.on_context_create {
-            f.call(&mut store, (ROOT_ID as i32, 0)).map_err(|e| {
+            store.set_epoch_deadline(init_ticks);
+            f.call(&mut *store, (self.root_id as i32, 0)).map_err(|e| {
                 vm_err(one_line(format!(
                     "proxy_on_context_create(root) trapped: {e:#}"
                 )))
@@ -510,8 +658,8 @@ impl PluginVm {
             store.set_epoch_deadline(init_ticks);
             let ok = f
                 .call(
-                    &mut store,
-                    (ROOT_ID as i32, spec.vm_configuration.len() as i32),
+                    &mut *store,
+                    (self.root_id as i32, spec.vm_configuration.len() as i32),
                 )
                 .map_err(|e| vm_err(one_line(format!("trapped: {e:#}"))))?;
             if ok == 0 {
@@ -524,8 +672,8 @@ impl PluginVm {
             store.set_epoch_deadline(init_ticks);
             let ok = f
                 .call(
-                    &mut store,
-                    (ROOT_ID as i32, spec.configuration.len() as i32),
+                    &mut *store,
+                    (self.root_id as i32, spec.configuration.len() as i32),
                 )
                 .map_err(|e| conf_err(one_line(format!("trapped: {e:#}"))))?;
             if ok == 0 {
@@ -534,11 +682,6 @@ impl PluginVm {
         }
         store.data_mut().config_phase = ConfigPhase::None;
         store.data_mut().config_log = None;
-        let mut inst = Instance { store, ex };
-        self.generation.set(self.generation.get() + 1);
-        self.after_callback(&mut inst);
-        *self.inner.borrow_mut() = Some(inst);
-        *self.failed.borrow_mut() = None;
         Ok(())
     }
 
@@ -552,11 +695,12 @@ impl PluginVm {
         effective: u32,
         f: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.vm.inner.borrow_mut();
         let inst = guard.as_mut().ok_or(CallError::Unavailable)?;
-        if gen.is_some_and(|g| g != self.generation.get()) {
+        if gen.is_some_and(|g| g != self.vm.generation.get()) {
             return Err(CallError::Unavailable);
         }
+        self.enter(inst);
         inst.store.data_mut().effective = effective;
         match self.timed(phase, inst, f) {
             Ok(v) => {
@@ -646,7 +790,7 @@ impl PluginVm {
         if state.effects.is_empty() {
             return;
         }
-        let gen = self.generation.get();
+        let gen = self.vm.generation.get();
         for effect in std::mem::take(&mut state.effects) {
             match effect {
                 Effect::HttpCall {
@@ -705,16 +849,34 @@ impl PluginVm {
     }
 
     fn on_tick(&self) {
-        let _ = self.invoke(Phase::Tick, None, ROOT_ID, |inst| match &inst.ex.on_tick {
-            Some(f) => f.call(&mut inst.store, ROOT_ID as i32),
-            None => Ok(()),
+        let _ = self.invoke(Phase::Tick, None, self.root_id, |inst| {
+            match &inst.ex.on_tick {
+                Some(f) => f.call(&mut inst.store, self.root_id as i32),
+                None => Ok(()),
+            }
         });
     }
 
+    /// A queue notification for root `root`: this filter's, or another member's of its VM group
+    /// (the instance's registrations carry the channel of the filter that built it).
+    fn queue_ready(&self, root: u32, queue: u32) {
+        if root == self.root_id {
+            return self.on_queue_ready(queue);
+        }
+        let member = self
+            .vm
+            .live_members()
+            .into_iter()
+            .find(|m| m.root_id == root);
+        if let Some(m) = member {
+            m.on_queue_ready(queue);
+        }
+    }
+
     fn on_queue_ready(&self, queue: u32) {
-        let _ = self.invoke(Phase::QueueReady, None, ROOT_ID, |inst| {
+        let _ = self.invoke(Phase::QueueReady, None, self.root_id, |inst| {
             match &inst.ex.on_queue_ready {
-                Some(f) => f.call(&mut inst.store, (ROOT_ID as i32, queue as i32)),
+                Some(f) => f.call(&mut inst.store, (self.root_id as i32, queue as i32)),
                 None => Ok(()),
             }
         });
@@ -728,13 +890,13 @@ impl PluginVm {
         res: Result<HttpCallResponse, String>,
     ) {
         {
-            let mut guard = self.inner.borrow_mut();
+            let mut guard = self.vm.inner.borrow_mut();
             let Some(inst) = guard.as_mut() else { return };
-            if gen != self.generation.get() {
+            if gen != self.vm.generation.get() {
                 return;
             }
             let state = inst.store.data_mut();
-            if caller != ROOT_ID && !state.http.contains_key(&caller) {
+            if caller != self.root_id && !state.http.contains_key(&caller) {
                 return; // the calling stream is gone
             }
             let cr = match res {
@@ -767,7 +929,7 @@ impl PluginVm {
                 Some(f) => f.call(
                     &mut inst.store,
                     (
-                        ROOT_ID as i32,
+                        self.root_id as i32,
                         token as i32,
                         nh as i32,
                         nb as i32,
@@ -777,7 +939,7 @@ impl PluginVm {
                 None => Ok(()),
             }
         });
-        if let Some(inst) = self.inner.borrow_mut().as_mut() {
+        if let Some(inst) = self.vm.inner.borrow_mut().as_mut() {
             inst.store.data_mut().call_response = None;
         }
     }
@@ -786,7 +948,7 @@ impl PluginVm {
 
     /// Whether a new stream may use the filter; rebuilds the VM under `reload` when due.
     pub(crate) fn availability(&self) -> Availability {
-        if self.inner.borrow().is_some() {
+        if self.vm.inner.borrow().is_some() {
             return Availability::Ready;
         }
         match self.plugin.spec.failure {
@@ -821,11 +983,10 @@ impl PluginVm {
         &self,
         stream: &Rc<RefCell<StreamData>>,
     ) -> Result<(u32, u64, Rc<StreamSignal>), CallError> {
-        let id = self.next_ctx.get();
-        self.next_ctx.set(id.wrapping_add(1).max(ROOT_ID + 1));
+        let id = self.vm.next_http_id();
         let signal = Rc::new(StreamSignal::default());
         let gen = {
-            let mut guard = self.inner.borrow_mut();
+            let mut guard = self.vm.inner.borrow_mut();
             let inst = guard.as_mut().ok_or(CallError::Unavailable)?;
             inst.store.data_mut().http.insert(
                 id,
@@ -834,11 +995,11 @@ impl PluginVm {
                     signal: signal.clone(),
                 },
             );
-            self.generation.get()
+            self.vm.generation.get()
         };
         self.invoke(Phase::ContextCreate, Some(gen), id, |inst| {
             match &inst.ex.on_context_create {
-                Some(f) => f.call(&mut inst.store, (id as i32, ROOT_ID as i32)),
+                Some(f) => f.call(&mut inst.store, (id as i32, self.root_id as i32)),
                 None => Ok(()),
             }
         })?;
@@ -892,13 +1053,14 @@ impl PluginVm {
     /// and deadline-armed like any callback, under one borrow of the instance), then forget it.
     /// A failing callback ends the sequence: the failure policy takes the instance down.
     pub(crate) fn finish_context(&self, ctx: u32, gen: u64) {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.vm.inner.borrow_mut();
         let Some(inst) = guard.as_mut() else {
             return;
         };
-        if gen != self.generation.get() {
+        if gen != self.vm.generation.get() {
             return;
         }
+        self.enter(inst);
         inst.store.data_mut().effective = ctx;
         let c = ctx as i32;
         let mut phase = Phase::Done;
@@ -931,7 +1093,7 @@ impl PluginVm {
         let state = inst.store.data_mut();
         state.http.remove(&ctx);
         if state.effective == ctx {
-            state.effective = ROOT_ID;
+            state.effective = self.root_id;
         }
     }
 
@@ -952,14 +1114,18 @@ impl PluginVm {
 
 impl Drop for PluginVm {
     fn drop(&mut self) {
-        if let Some(inst) = self.inner.get_mut().as_mut() {
+        let Ok(mut guard) = self.vm.inner.try_borrow_mut() else {
+            return;
+        };
+        if let Some(inst) = guard.as_mut() {
+            self.enter(inst);
             inst.store.set_epoch_deadline(self.deadline_ticks);
-            inst.store.data_mut().effective = ROOT_ID;
+            inst.store.data_mut().effective = self.root_id;
             if let Some(f) = inst.ex.on_done.clone() {
-                let _ = f.call(&mut inst.store, ROOT_ID as i32);
+                let _ = f.call(&mut inst.store, self.root_id as i32);
             }
             if let Some(f) = inst.ex.on_delete.clone() {
-                let _ = f.call(&mut inst.store, ROOT_ID as i32);
+                let _ = f.call(&mut inst.store, self.root_id as i32);
             }
         }
     }
