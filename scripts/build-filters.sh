@@ -2,6 +2,7 @@
 # Builds every wasm filter of the repository into target/filters/:
 #   auth.wasm rate_limit.wasm header_rewrite.wasm fault.wasm example_rust.wasm
 #                                   (Rust, wasm32-unknown-unknown, filters/ workspace)
+#   policies.wasm                   (the four built-in filters in one module, by root_id)
 #   example_rust_wasi.wasm          (the example Rust filter for wasm32-wasip1)
 #   example_as.wasm                 (AssemblyScript, examples/assemblyscript; needs npm)
 #   example_c.wasm                  (optional C example, examples/c; needs clang + lld)
@@ -81,8 +82,11 @@ fi
 
 # === Rust filters (wasm32-unknown-unknown) ===
 log "cargo build (wasm32-unknown-unknown, filters/)"
-(cd "$ROOT/filters" && cargo_wasm wasm32-unknown-unknown --workspace --exclude weir-sdk)
-for name in auth rate_limit header_rewrite fault example_rust; do
+(cd "$ROOT/filters" && cargo_wasm wasm32-unknown-unknown --workspace --exclude weir-sdk --exclude weir-filter-policies)
+# The bundle of the four policies, on its own: it turns on the filters' `bundled` feature, which
+# must not reach their own modules (cargo unifies the features of one build).
+(cd "$ROOT/filters" && cargo_wasm wasm32-unknown-unknown -p weir-filter-policies)
+for name in auth rate_limit header_rewrite fault policies example_rust; do
   publish "$TDIR/wasm32-unknown-unknown/release/$name.wasm" "$OUT/$name.wasm"
 done
 

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, MetricType};
 use weir_sdk::headers;
 
 use crate::config::{Prepared, MAX_OVERRIDE_DELAY};
@@ -42,14 +42,21 @@ use crate::rng::SplitMix64;
 const TICK: Duration = Duration::from_millis(5);
 
 // The stream callbacks this filter implements: weir calls no others (weir-sdk `callbacks!`).
+#[cfg(not(feature = "bundled"))]
 weir_sdk::callbacks!(request_headers);
 
+// Built alone, this crate is a module of its own; with feature `bundled` it is a library for
+// the `policies` bundle (filters/policies), which has the entry point and the section.
+#[cfg(not(feature = "bundled"))]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|root_id| -> Box<dyn RootContext> {
-        Box::new(FaultRoot::new(root_id))
-    });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(root_context);
 }}
+
+/// A new root context of this filter (the module's entry point, and the `policies` bundle's).
+pub fn root_context(root_id: u32) -> Box<dyn RootContext> {
+    Box::new(FaultRoot::new(root_id))
+}
 
 /// A parked request: when it is due and what happens then.
 #[derive(Debug, Clone, Copy)]

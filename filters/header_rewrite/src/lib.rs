@@ -22,20 +22,29 @@ pub mod config;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 use weir_sdk::headers;
 
 use crate::config::{Prepared, Rules};
 
 // The stream callbacks this filter implements: weir calls no others (weir-sdk `callbacks!`).
+#[cfg(not(feature = "bundled"))]
 weir_sdk::callbacks!(request_headers, response_headers);
 
+// Built alone, this crate is a module of its own; with feature `bundled` it is a library for
+// the `policies` bundle (filters/policies), which has the entry point and the section.
+#[cfg(not(feature = "bundled"))]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_root_id| -> Box<dyn RootContext> {
-        Box::new(HeaderRewriteRoot { prepared: Rc::new(Prepared::default()) })
-    });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(root_context);
 }}
+
+/// A new root context of this filter (the module's entry point, and the `policies` bundle's).
+pub fn root_context(_root_id: u32) -> Box<dyn RootContext> {
+    Box::new(HeaderRewriteRoot {
+        prepared: Rc::new(Prepared::default()),
+    })
+}
 
 /// Root context: holds the prepared configuration.
 struct HeaderRewriteRoot {
