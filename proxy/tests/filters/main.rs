@@ -15,6 +15,7 @@ mod support;
 mod auth;
 mod fault;
 mod header_rewrite;
+mod policies;
 mod rate_limit;
 mod validate;
 
