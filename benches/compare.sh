@@ -14,17 +14,20 @@
 # $CARGO_TARGET_DIR/bench/<--out, default compare.json>.
 #
 # weir-chain runs auth (API key, the key wrk sends), rate_limit (global bucket of 10^9/s),
-# header_rewrite (request set + remove, response set) and fault (0 % delay, 0 % abort).
+# header_rewrite (request set + remove, response set) and fault (0 % delay, 0 % abort), each its
+# own module and VM. weir-shared runs the same four filters with the same configs from ONE
+# module, target/filters/policies.wasm (the policy picked by root_id), in one VM group
+# (vm_id: policies): one instance per worker instead of four (DESIGN.md §5).
 # nginx and haproxy add the proxy hygiene weir does by default (x-forwarded-for/-proto,
 # x-request-id); access logs are off everywhere. Each proxy must return the upstream's body
 # before anything is measured.
 #
 # Usage: benches/compare.sh [--duration 10] [--connections 32] [--rounds 3]
-#                           [--proxies "nginx haproxy weir weir-chain"] [--out compare.json or /abs/path.json]
+#                           [--proxies "nginx haproxy weir weir-chain weir-shared"] [--out compare.json or /abs/path.json]
 #                           [--no-build] [--weir-bin PATH]
 # Env:   (default ports sit below the kernel's ephemeral range, so no outgoing connection holds
 #        them) UPSTREAM_PORT (28180) NGINX_PORT (28181) WEIR_PORT (28182) HAPROXY_PORT (28183)
-#        WEIR_CHAIN_PORT (28184) CARGO_TARGET_DIR
+#        WEIR_CHAIN_PORT (28184) WEIR_SHARED_PORT (28185) CARGO_TARGET_DIR
 # Needs: Debian/Ubuntu (apt-get installs nginx, haproxy, wrk when missing), 2+ CPUs, cargo.
 set -euo pipefail
 
@@ -35,7 +38,7 @@ OUT_NAME=compare.json
 DURATION=10
 CONNECTIONS=32
 ROUNDS=3
-PROXIES="nginx haproxy weir weir-chain"
+PROXIES="nginx haproxy weir weir-chain weir-shared"
 BUILD=1
 WEIR_BIN=""
 UPSTREAM_PORT=${UPSTREAM_PORT:-28180}
@@ -43,6 +46,7 @@ NGINX_PORT=${NGINX_PORT:-28181}
 WEIR_PORT=${WEIR_PORT:-28182}
 HAPROXY_PORT=${HAPROXY_PORT:-28183}
 WEIR_CHAIN_PORT=${WEIR_CHAIN_PORT:-28184}
+WEIR_SHARED_PORT=${WEIR_SHARED_PORT:-28185}
 API_KEY=bench-key
 
 usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -60,7 +64,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 for p in $PROXIES; do
-  case "$p" in nginx|haproxy|weir|weir-chain) ;; *) echo "compare: unknown proxy $p (nginx haproxy weir weir-chain)" >&2; exit 1 ;; esac
+  case "$p" in nginx|haproxy|weir|weir-chain|weir-shared) ;; *) echo "compare: unknown proxy $p (nginx haproxy weir weir-chain weir-shared)" >&2; exit 1 ;; esac
 done
 has() { [[ " $PROXIES " == *" $1 "* ]]; }
 
@@ -89,7 +93,7 @@ HAPROXY=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (proxy on CPU 0, load + upstream on CPU 1)"
 
 # --- weir binary and filters --------------------------------------------------------------------
-if has weir || has weir-chain; then
+if has weir || has weir-chain || has weir-shared; then
   if [ -z "$WEIR_BIN" ]; then
     WEIR_BIN=$TARGET/perf/weir
     if [ "$BUILD" = 1 ]; then
@@ -100,15 +104,15 @@ if has weir || has weir-chain; then
   [ -x "$WEIR_BIN" ] || die "no weir binary at $WEIR_BIN"
 fi
 FILTERS=$TARGET/filters
-if has weir-chain; then
-  for f in auth rate_limit header_rewrite fault; do
+if has weir-chain || has weir-shared; then
+  for f in auth rate_limit header_rewrite fault policies; do
     if [ ! -f "$FILTERS/$f.wasm" ]; then
       log "building the built-in filters (scripts/build-filters.sh)"
       (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET scripts/build-filters.sh >&2)
       break
     fi
   done
-  for f in auth rate_limit header_rewrite fault; do
+  for f in auth rate_limit header_rewrite fault policies; do
     [ -f "$FILTERS/$f.wasm" ] || die "no $FILTERS/$f.wasm (scripts/build-filters.sh)"
   done
 fi
@@ -238,14 +242,14 @@ backend be
   server up 127.0.0.1:$UPSTREAM_PORT
 EOF
 
-weir_yaml() { # weir_yaml PORT WITH_CHAIN
+weir_yaml() { # weir_yaml PORT CHAIN (0: none, 1: four modules, 2: policies.wasm in one VM group)
   echo 'access_log: { path: "off" }'
   cat <<EOF
 listeners:
   - name: bench
     address: 127.0.0.1:$1
 EOF
-  [ "$2" = 1 ] && echo "    filters: [auth, limit, headers, fault]"
+  [ "$2" != 0 ] && echo "    filters: [auth, limit, headers, fault]"
   cat <<EOF
     routes:
       - match: { path_prefix: / }
@@ -254,31 +258,40 @@ clusters:
   - name: up
     endpoints: [127.0.0.1:$UPSTREAM_PORT]
 EOF
-  [ "$2" = 1 ] && cat <<EOF
+  # module NAME → the module line of a filter (and its root_id and vm_id in the shared chain)
+  module() {
+    if [ "$2" = 2 ]; then
+      printf 'module: %s\n    root_id: %s\n    vm_id: policies' "$FILTERS/policies.wasm" "$1"
+    else
+      printf 'module: %s' "$FILTERS/$1.wasm"
+    fi
+  }
+  [ "$2" != 0 ] && cat <<EOF
 filters:
   - name: auth
-    module: $FILTERS/auth.wasm
+    $(module auth "$2")
     config: { api_keys: { header: x-api-key, keys: { "$API_KEY": bench } } }
   - name: limit
-    module: $FILTERS/rate_limit.wasm
+    $(module rate_limit "$2")
     config: { rate: 1000000000, per: second, key: global }
   - name: headers
-    module: $FILTERS/header_rewrite.wasm
+    $(module header_rewrite "$2")
     config:
       request: { set: { x-env: bench }, remove: [x-debug] }
       response: { set: { x-proxied-by: weir } }
   - name: fault
-    module: $FILTERS/fault.wasm
+    $(module fault "$2")
     config: { delay: { fixed: 200ms, percent: 0 }, abort: { status: 503, percent: 0 }, header_override: false }
 EOF
   return 0
 }
 weir_yaml "$WEIR_PORT" 0 >"$WORK/weir.yaml"
 weir_yaml "$WEIR_CHAIN_PORT" 1 >"$WORK/weir-chain.yaml"
+weir_yaml "$WEIR_SHARED_PORT" 2 >"$WORK/weir-shared.yaml"
 
 # --- start the proxies (CPU 0) ------------------------------------------------------------------
 declare -A PORT PID
-PORT[nginx]=$NGINX_PORT PORT[haproxy]=$HAPROXY_PORT PORT[weir]=$WEIR_PORT PORT[weir-chain]=$WEIR_CHAIN_PORT
+PORT[nginx]=$NGINX_PORT PORT[haproxy]=$HAPROXY_PORT PORT[weir]=$WEIR_PORT PORT[weir-chain]=$WEIR_CHAIN_PORT PORT[weir-shared]=$WEIR_SHARED_PORT
 
 start_weir() { # start_weir NAME
   local name=$1 ready=0
@@ -303,7 +316,7 @@ for name in $PROXIES; do
       "$HAPROXY" -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejected its config"
       taskset -c 0 "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.out" 2>&1 &
       PID[haproxy]=$! ;;
-    weir|weir-chain) start_weir "$name" ;;
+    weir|weir-chain|weir-shared) start_weir "$name" ;;
   esac
   PIDS+=("${PID[$name]}")
   wait_http "${PORT[$name]}" || die "$name does not answer 200 on port ${PORT[$name]}"
@@ -314,13 +327,14 @@ for name in $PROXIES; do
   body=$(curl -fsS --max-time 5 -H "x-api-key: $API_KEY" "http://127.0.0.1:${PORT[$name]}/bench" || true)
   [ "$body" = "hello from the upstream" ] || die "$name did not return the upstream's body (got: ${body:0:200})"
 done
-if has weir-chain; then
+for chain in weir-chain weir-shared; do
+  has $chain || continue
   # ... and the chain really runs: no key → 401 from auth; the response header from header_rewrite.
-  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$WEIR_CHAIN_PORT/bench" || true)
-  [ "$code" = 401 ] || die "weir-chain answered $code without an API key (auth filter not running?)"
-  curl -fsS -D - -o /dev/null --max-time 5 -H "x-api-key: $API_KEY" "http://127.0.0.1:$WEIR_CHAIN_PORT/bench" |
-    grep -qi '^x-proxied-by: weir' || die "weir-chain response lacks x-proxied-by (header_rewrite not running?)"
-fi
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:${PORT[$chain]}/bench" || true)
+  [ "$code" = 401 ] || die "$chain answered $code without an API key (auth filter not running?)"
+  curl -fsS -D - -o /dev/null --max-time 5 -H "x-api-key: $API_KEY" "http://127.0.0.1:${PORT[$chain]}/bench" |
+    grep -qi '^x-proxied-by: weir' || die "$chain response lacks x-proxied-by (header_rewrite not running?)"
+done
 log "all proxies return the upstream's body: $PROXIES"
 
 # --- measuring ----------------------------------------------------------------------------------
