@@ -1,7 +1,9 @@
 //! Per-worker VMs. [`PluginSpec`] is a filter's configuration, [`PreparedPlugin`] binds it to a
 //! [`crate::CompiledModule`] (both `Send + Sync`, built once per snapshot), and [`PluginVm`]
-//! (`!Send`) is one instance on one worker: a wasmtime `Store` with a memory cap and a deadline
-//! per callback, the root context (created, `proxy_on_vm_start`, `proxy_on_configure`), ticks,
+//! (`!Send`) is one filter on one worker: a root context in an instance (a [`SharedVm`]: a
+//! wasmtime `Store` with a memory cap) of its own, or shared by its VM group ([`VmGroups`]: the
+//! same non-empty vm_id and module), with a deadline per callback, the root context (created,
+//! `proxy_on_vm_start`, `proxy_on_configure`), ticks,
 //! shared-queue notifications and `proxy_http_call` responses (local tasks), and the failure
 //! policy (fail_closed, fail_open, reload with backoff).
 
@@ -521,14 +523,20 @@ impl PluginVm {
 
     // === instantiation ===
 
+    /// Build the instance (for this filter alone, or its whole VM group: a first build, or a
+    /// `reload` by any member) and start every member's root context in it.
     fn instantiate(&self) -> Result<(), WasmError> {
         let plugin = &self.plugin;
         let spec = &plugin.spec;
         let host = &plugin.host.inner;
         let name = spec.name.clone();
+        // The memory cap of a shared instance is its first member's, whoever rebuilds it.
+        let first = self.vm.live_members().into_iter().next();
+        let capped = first.as_ref().map_or(plugin, |m| &m.plugin);
+        let limiter = MemoryLimiter::new(capped.spec.memory_limit_bytes);
         let state = HostState {
             plugin: plugin.clone(),
-            limiter: MemoryLimiter::new(spec.memory_limit_bytes).counting(plugin.stats.clone()),
+            limiter: limiter.counting(capped.stats.clone()),
             memory: None,
             alloc: None,
             root_id: self.root_id,
