@@ -449,9 +449,14 @@ impl PluginVm {
             weak_self: weak.clone(),
         });
         shared.members.borrow_mut().push(Rc::downgrade(&vm));
-        let started = if shared.inner.borrow().is_some() {
-            vm.join_running()
+        // A later member of a VM group joins the running instance; a first one builds it.
+        let mut running = shared.inner.borrow_mut();
+        let started = if let Some(inst) = running.as_mut() {
+            let joined = vm.join_running(inst);
+            drop(running);
+            joined
         } else {
+            drop(running);
             vm.instantiate()
         };
         if let Err(e) = started {
@@ -531,8 +536,8 @@ impl PluginVm {
         let host = &plugin.host.inner;
         let name = spec.name.clone();
         // The memory cap of a shared instance is its first member's, whoever rebuilds it.
-        let first = self.vm.live_members().into_iter().next();
-        let capped = first.as_ref().map_or(plugin, |m| &m.plugin);
+        let members = self.vm.live_members();
+        let capped = members.first().map_or(plugin, |m| &m.plugin);
         let limiter = MemoryLimiter::new(capped.spec.memory_limit_bytes);
         let state = HostState {
             plugin: plugin.clone(),
@@ -609,7 +614,7 @@ impl PluginVm {
         let mut inst = Instance { store, ex };
         // One root context per member of the VM group (this filter alone, unless it shares).
         self.vm.generation.set(self.vm.generation.get() + 1);
-        for member in self.vm.live_members() {
+        for member in &members {
             member.start_root(&mut inst)?;
             member.after_callback(&mut inst);
             *member.failed.borrow_mut() = None;
@@ -620,9 +625,7 @@ impl PluginVm {
 
     /// Start this filter's root context in its group's running instance (a later member of a
     /// VM group joining at build time).
-    fn join_running(&self) -> Result<(), WasmError> {
-        let mut guard = self.vm.inner.borrow_mut();
-        let inst = guard.as_mut().ok_or(WasmError::NoMemory)?;
+    fn join_running(&self, inst: &mut Instance) -> Result<(), WasmError> {
         self.start_root(inst)?;
         self.after_callback(inst);
         Ok(())
