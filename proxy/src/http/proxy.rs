@@ -570,8 +570,13 @@ pub async fn handle(
                 return Ok(fail(e, fin));
             }
         }
+        // No filter takes the request body: it goes upstream as is (its size and trailers
+        // recorded for the filters' later callbacks) instead of through the pump.
+        let bypass = (!body_empty && !cs.filters_request_body()).then(|| cs.request_recorder());
         let shared_stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
-        if !body_empty {
+        if let Some(recorder) = bypass {
+            body = crate::wasm::body::RecordedRequestBody::new(body, recorder).boxed_unsync();
+        } else if !body_empty {
             body =
                 crate::wasm::body::pump_request_body(body, shared_stream.clone(), stopped.clone())
                     .boxed_unsync();

@@ -1,5 +1,6 @@
 //! Bodies through a filter chain. Request bodies are pumped by a local task (filters run on
-//! the worker; the upstream client needs a `Send` body, fed through a channel). Response bodies
+//! the worker; the upstream client needs a `Send` body, fed through a channel) — unless no
+//! filter takes them: then they go upstream as they are ([`RecordedRequestBody`]). Response bodies
 //! are filtered inside `poll_frame` ([`FilteredBody`], `!Send`, served by the worker's local
 //! executor). Both deliver end-of-stream to filters exactly once, so filters that hold a body
 //! until its end get it whole.
@@ -14,7 +15,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use weir_wasm::{
-    BodyFlow, ChainStream, Flow, HeaderList, LocalResponse, ResponseRecorder, StreamError,
+    BodyFlow, ChainStream, Flow, HeaderList, LocalResponse, RequestRecorder, ResponseRecorder,
+    StreamError,
 };
 
 /// The chain stream of one request, shared by its request and response sides.
@@ -367,6 +369,53 @@ impl<B> Passthrough<B> {
 }
 
 impl<B> Body for Passthrough<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.recorder.data(data.len());
+            } else if let Some(trailers) = frame.trailers_ref() {
+                self.recorder.trailers(trailers);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that no filter of the chain takes (no request body or trailer callbacks in
+/// its modules' `weir.callbacks`): it goes upstream as is — no pump task, no channel, no step
+/// through the chain per frame — while its size and trailers are recorded for the
+/// `request.size` / `request.trailers` properties of the filters' later callbacks. `Send`, like
+/// the body it wraps.
+pub struct RecordedRequestBody<B> {
+    inner: B,
+    recorder: RequestRecorder,
+}
+
+impl<B> RecordedRequestBody<B> {
+    pub fn new(inner: B, recorder: RequestRecorder) -> Self {
+        RecordedRequestBody { inner, recorder }
+    }
+}
+
+impl<B> Body for RecordedRequestBody<B>
 where
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {

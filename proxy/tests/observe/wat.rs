@@ -65,6 +65,11 @@ pub fn deny_with(status: u16, details: &str) -> String {
 /// to the filter-defined counter `metric`: the response body bypasses the chain, and its size
 /// must still reach the filter.
 pub fn size_logger(metric: &str) -> String {
+    property_logger("response", metric)
+}
+
+/// Like [`size_logger`], for the `size` property of `side` (`request` or `response`).
+pub fn property_logger(side: &str, metric: &str) -> String {
     format!(
         r#"(module
   (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
@@ -72,17 +77,18 @@ pub fn size_logger(metric: &str) -> String {
   (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
   {HEAD}
   (@custom "weir.callbacks" "log")
-  (data (i32.const 1024) "response\00size")
+  (data (i32.const 1024) "{side}\00size")
   (data (i32.const 3072) "{metric}")
   (func (export "proxy_on_configure") (param i32 i32) (result i32)
     (drop (call $define (i32.const 0) (i32.const 3072) (i32.const {mlen}) (i32.const 2048)))
     (i32.const 1))
   (func (export "proxy_on_log") (param i32)
-    (if (i32.eqz (call $prop (i32.const 1024) (i32.const 13) (i32.const 2056) (i32.const 2060)))
+    (if (i32.eqz (call $prop (i32.const 1024) (i32.const {plen}) (i32.const 2056) (i32.const 2060)))
       (then (drop (call $inc (i32.load (i32.const 2048)) (i64.load (i32.load (i32.const 2056))))))))
   (func (export "proxy_on_delete") (param i32))
 )
 "#,
         mlen = metric.len(),
+        plen = side.len() + 5,
     )
 }

@@ -41,7 +41,8 @@ pub use module::{AbiVersion, CompiledModule};
 pub use properties::StreamInfo;
 pub use services::{HostServices, HttpCallError, HttpCallFuture, HttpCallResponse, NoServices};
 pub use stream::{
-    BodyFlow, ChainStream, FilterChain, Flow, LocalResponse, ResponseRecorder, TrailersFlow,
+    BodyFlow, ChainStream, FilterChain, Flow, LocalResponse, RequestRecorder, ResponseRecorder,
+    TrailersFlow,
 };
 pub use vm::{FailurePolicy, PluginSpec, PluginVm, PreparedPlugin, SharedVm, VmGroups};
 

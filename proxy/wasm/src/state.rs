@@ -4,7 +4,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -40,6 +41,9 @@ pub(crate) struct StreamData {
     pub local_response: Option<LocalResponse>,
     pub reset: bool,
     pub route_cache_cleared: bool,
+    /// Set when the request body bypasses the chain: what it carried, folded into
+    /// `request_body_size` and `request_trailers` by [`StreamData::fold_request_tally`].
+    pub request_tally: Option<Arc<RequestTally>>,
 }
 
 impl StreamData {
@@ -59,8 +63,35 @@ impl StreamData {
             local_response: None,
             reset: false,
             route_cache_cleared: false,
+            request_tally: None,
         }
     }
+
+    /// Brings the facts of a request body that bypassed the chain (size so far, trailers) into
+    /// the stream's data, for the properties later callbacks read (`request.size`,
+    /// `request.trailers`). Idempotent; nothing to do when the body went through the chain.
+    pub fn fold_request_tally(&mut self) {
+        let Some(tally) = &self.request_tally else {
+            return;
+        };
+        self.request_body_size = tally.size.load(Ordering::Relaxed);
+        let trailers = tally
+            .trailers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = trailers {
+            self.request_trailers = HeaderList::from_header_map(&t);
+        }
+    }
+}
+
+/// What a request body that bypasses the chain carried (no filter takes its callbacks). `Send`:
+/// the upstream client may poll the body on another task. The lock is taken only for trailers.
+#[derive(Debug, Default)]
+pub(crate) struct RequestTally {
+    pub size: AtomicU64,
+    pub trailers: Mutex<Option<http::HeaderMap>>,
 }
 
 /// Wakes a stream parked on one filter.

@@ -110,24 +110,31 @@ fn an_unknown_callback_name_fails_the_compile() {
 
 /// Declares only `log`, which copies the `response.size` property into a stream property.
 fn size_logger() -> String {
+    size_logger_of("response")
+}
+
+/// Declares only `log`, which copies the `size` property of `side` (`request` or `response`)
+/// into the stream property `size-seen`.
+fn size_logger_of(side: &str) -> String {
     format!(
         r#"(module
   (import "env" "proxy_get_property" (func $get (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_property" (func $set (param i32 i32 i32 i32) (result i32)))
   {prelude}
   (@custom "weir.callbacks" "log")
-  (data (i32.const 16) "response\00size")
+  (data (i32.const 16) "{side}\00size")
   (data (i32.const 48) "size-seen")
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_log") (param i32)
-    (if (i32.eqz (call $get (i32.const 16) (i32.const 13) (i32.const 200) (i32.const 204)))
+    (if (i32.eqz (call $get (i32.const 16) (i32.const {plen}) (i32.const 200) (i32.const 204)))
       (then (drop (call $set (i32.const 48) (i32.const 9)
         (i32.load (i32.const 200)) (i32.load (i32.const 204)))))))
   (func (export "proxy_on_delete") (param i32))
 )"#,
-        prelude = prelude("proxy_abi_version_0_2_1")
+        prelude = prelude("proxy_abi_version_0_2_1"),
+        plen = side.len() + 5,
     )
 }
 
@@ -151,5 +158,40 @@ fn a_body_that_bypasses_the_chain_is_still_counted_for_log() {
         assert_eq!(s.response_trailers().get_str("x-checksum"), Some("abc"));
         s.finish();
         assert_eq!(s.property(b"size-seen"), Some(10i64.to_le_bytes().to_vec()));
+    });
+}
+
+#[test]
+fn a_request_body_that_bypasses_the_chain_is_still_counted_for_log() {
+    let host = WasmHost::new().unwrap();
+    run_local(async {
+        let vm = vm(&host, &size_logger_of("request"), spec("size"));
+        let chain = FilterChain::new(vec![vm]);
+        let mut s = chain.new_stream(StreamInfo::default());
+        assert!(!s.filters_request_body());
+        let req = HeaderList::from_pairs([
+            (":method", "POST"),
+            (":path", "/upload"),
+            (":authority", "example.test"),
+            (":scheme", "http"),
+        ]);
+        assert_eq!(s.on_request_headers(req, false).await, Flow::Continue);
+        // What the proxy does for a request body no filter takes: the body goes upstream as
+        // is, recording its frames — from whichever thread polls it (the recorder is `Send`).
+        let recorder = s.request_recorder();
+        std::thread::spawn(move || {
+            recorder.data(7);
+            recorder.data(5);
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("x-checksum", "abc".parse().unwrap());
+            recorder.trailers(&trailers);
+        })
+        .join()
+        .unwrap();
+        let resp = HeaderList::from_pairs([(":status", "200")]);
+        assert_eq!(s.on_response_headers(resp, true).await, Flow::Continue);
+        assert_eq!(s.request_trailers().get_str("x-checksum"), Some("abc"));
+        s.finish();
+        assert_eq!(s.property(b"size-seen"), Some(12i64.to_le_bytes().to_vec()));
     });
 }
