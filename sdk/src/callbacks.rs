@@ -14,7 +14,9 @@
 //! SDK default (`Continue`; `done` → `true`). Context create and delete, and every root
 //! callback (start, configure, tick, queue, HTTP call response), are always called. A module
 //! without the section gets every callback, as on Envoy; other hosts ignore the section, so the
-//! filter stays portable.
+//! filter stays portable. When no filter of a chain takes a body's callbacks, that body (request
+//! or response) goes past the chain as it is; its size and trailers still reach the filters'
+//! properties (`request.size`, `response.trailers`...).
 //!
 //! List every callback the filter overrides: one left out is simply never called on weir.
 

@@ -1,6 +1,6 @@
 //! Bodies through a filter chain. Request bodies are pumped by a local task (filters run on
 //! the worker; the upstream client needs a `Send` body, fed through a channel) — unless no
-//! filter takes them: then they go upstream as they are ([`RecordedRequestBody`]). Response bodies
+//! filter takes them: then they go upstream as they are ([`RecordedBody`]). Response bodies
 //! are filtered inside `poll_frame` ([`FilteredBody`], `!Send`, served by the worker's local
 //! executor). Both deliver end-of-stream to filters exactly once, so filters that hold a body
 //! until its end get it whole.
@@ -347,77 +347,77 @@ where
     }
 }
 
-/// A response body that no filter of the chain takes (no response body or trailer callbacks in
-/// its modules' `weir.callbacks`): frames pass unchanged, without a step through the chain; their
-/// size and the trailers are recorded for the `response.size` / `response.trailers` properties.
-/// The chain stream is held until the body is done or dropped, so the filters' `done`/`log`
-/// callbacks still come after the whole response, as with [`FilteredBody`].
-pub struct Passthrough<B> {
-    inner: B,
-    recorder: ResponseRecorder,
-    _stream: SharedStream,
+/// Where a body that passes a chain untouched reports what it carried.
+pub trait FrameRecorder {
+    /// A data frame of `len` bytes went through.
+    fn data(&self, len: usize);
+    /// The body's trailers.
+    fn trailers(&self, trailers: &http::HeaderMap);
 }
+
+impl FrameRecorder for ResponseRecorder {
+    fn data(&self, len: usize) {
+        ResponseRecorder::data(self, len)
+    }
+    fn trailers(&self, trailers: &http::HeaderMap) {
+        ResponseRecorder::trailers(self, trailers)
+    }
+}
+
+impl FrameRecorder for RequestRecorder {
+    fn data(&self, len: usize) {
+        RequestRecorder::data(self, len)
+    }
+    fn trailers(&self, trailers: &http::HeaderMap) {
+        RequestRecorder::trailers(self, trailers)
+    }
+}
+
+/// A body that no filter of the chain takes (no body or trailer callbacks in its modules'
+/// `weir.callbacks`): frames pass unchanged, without a step through the chain (and, for a
+/// request, without the pump task and its channel); their size and the trailers go to the
+/// recorder `R`, for the `request.size` / `response.size` and `*.trailers` properties of the
+/// filters' later callbacks. `K` is kept alive with the body: for a response, the chain stream,
+/// so the filters' `done`/`log` callbacks still come after the whole response, as with
+/// [`FilteredBody`]. `Send` when `B`, `R` and `K` are (a request body: the upstream client
+/// needs one).
+pub struct RecordedBody<B, R, K = ()> {
+    inner: B,
+    recorder: R,
+    _keep: K,
+}
+
+/// A response body past the chain, holding the chain stream until it is done or dropped.
+pub type Passthrough<B> = RecordedBody<B, ResponseRecorder, SharedStream>;
+
+/// A request body past the chain, on its way upstream.
+pub type RecordedRequestBody<B> = RecordedBody<B, RequestRecorder>;
 
 impl<B> Passthrough<B> {
     pub fn new(inner: B, stream: SharedStream, recorder: ResponseRecorder) -> Self {
-        Passthrough {
+        RecordedBody {
             inner,
             recorder,
-            _stream: stream,
+            _keep: stream,
         }
     }
-}
-
-impl<B> Body for Passthrough<B>
-where
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.recorder.data(data.len());
-            } else if let Some(trailers) = frame.trailers_ref() {
-                self.recorder.trailers(trailers);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A request body that no filter of the chain takes (no request body or trailer callbacks in
-/// its modules' `weir.callbacks`): it goes upstream as is — no pump task, no channel, no step
-/// through the chain per frame — while its size and trailers are recorded for the
-/// `request.size` / `request.trailers` properties of the filters' later callbacks. `Send`, like
-/// the body it wraps.
-pub struct RecordedRequestBody<B> {
-    inner: B,
-    recorder: RequestRecorder,
 }
 
 impl<B> RecordedRequestBody<B> {
     pub fn new(inner: B, recorder: RequestRecorder) -> Self {
-        RecordedRequestBody { inner, recorder }
+        RecordedBody {
+            inner,
+            recorder,
+            _keep: (),
+        }
     }
 }
 
-impl<B> Body for RecordedRequestBody<B>
+impl<B, R, K> Body for RecordedBody<B, R, K>
 where
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    R: FrameRecorder + Unpin,
+    K: Unpin,
 {
     type Data = Bytes;
     type Error = BoxError;
