@@ -615,16 +615,15 @@ impl PluginVm {
         // One root context per member of the VM group (this filter alone, unless it shares).
         self.vm.generation.set(self.vm.generation.get() + 1);
         for member in &members {
-            member.start_root(&mut inst)?;
-            member.after_callback(&mut inst);
+            member.join_running(&mut inst)?;
             *member.failed.borrow_mut() = None;
         }
         *self.vm.inner.borrow_mut() = Some(inst);
         Ok(())
     }
 
-    /// Start this filter's root context in its group's running instance (a later member of a
-    /// VM group joining at build time).
+    /// Start this filter's root context in a running instance: its group's, when a later
+    /// member joins at build time, or a fresh one being built (every member, in root id order).
     fn join_running(&self, inst: &mut Instance) -> Result<(), WasmError> {
         self.start_root(inst)?;
         self.after_callback(inst);
