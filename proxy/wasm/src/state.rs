@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -70,28 +70,27 @@ impl StreamData {
     /// Brings the facts of a request body that bypassed the chain (size so far, trailers) into
     /// the stream's data, for the properties later callbacks read (`request.size`,
     /// `request.trailers`). Idempotent; nothing to do when the body went through the chain.
+    /// Trailers are a body's last frame: once they are in, the size is final and the tally is
+    /// let go, so later phases skip it.
     pub fn fold_request_tally(&mut self) {
         let Some(tally) = &self.request_tally else {
             return;
         };
         self.request_body_size = tally.size.load(Ordering::Relaxed);
-        let trailers = tally
-            .trailers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(t) = trailers {
-            self.request_trailers = HeaderList::from_header_map(&t);
+        if let Some(t) = tally.trailers.get() {
+            self.request_trailers = HeaderList::from_header_map(t);
+            self.request_tally = None;
         }
     }
 }
 
 /// What a request body that bypasses the chain carried (no filter takes its callbacks). `Send`:
-/// the upstream client may poll the body on another task. The lock is taken only for trailers.
+/// the upstream client may poll the body on another task. No lock: the size is an atomic, and
+/// the trailers are set once.
 #[derive(Debug, Default)]
 pub(crate) struct RequestTally {
     pub size: AtomicU64,
-    pub trailers: Mutex<Option<http::HeaderMap>>,
+    pub trailers: OnceLock<http::HeaderMap>,
 }
 
 /// Wakes a stream parked on one filter.

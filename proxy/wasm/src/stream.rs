@@ -227,13 +227,9 @@ impl RequestRecorder {
             .fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The request's trailers.
+    /// The request's trailers (a body has at most one trailers frame; a second is ignored).
     pub fn trailers(&self, trailers: &http::HeaderMap) {
-        *self
-            .tally
-            .trailers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(trailers.clone());
+        let _ = self.tally.trailers.set(trailers.clone());
     }
 }
 
