@@ -18,16 +18,22 @@
 # own module and VM. weir-shared runs the same four filters with the same configs from ONE
 # module, target/filters/policies.wasm (the policy picked by root_id), in one VM group
 # (vm_id: policies): one instance per worker instead of four (DESIGN.md §5).
+# Optional variants (not run unless named in --proxies), to see where a chain's cost goes:
+# weir-noop chains four no-op modules (every callback returns at once, no hostcall: the host's
+# own cost of four filters), weir-auth, weir-rate_limit, weir-header_rewrite and weir-fault
+# run one built-in filter each, with the config above.
 # nginx and haproxy add the proxy hygiene weir does by default (x-forwarded-for/-proto,
 # x-request-id); access logs are off everywhere. Each proxy must return the upstream's body
 # before anything is measured.
 #
 # Usage: benches/compare.sh [--duration 10] [--connections 32] [--rounds 3]
 #                           [--proxies "nginx haproxy weir weir-chain weir-shared"] [--out compare.json or /abs/path.json]
+#                           (more --proxies: weir-noop weir-auth weir-rate_limit weir-header_rewrite weir-fault)
 #                           [--no-build] [--weir-bin PATH]
 # Env:   (default ports sit below the kernel's ephemeral range, so no outgoing connection holds
 #        them) UPSTREAM_PORT (28180) NGINX_PORT (28181) WEIR_PORT (28182) HAPROXY_PORT (28183)
-#        WEIR_CHAIN_PORT (28184) WEIR_SHARED_PORT (28185) CARGO_TARGET_DIR
+#        WEIR_CHAIN_PORT (28184) WEIR_SHARED_PORT (28185) WEIR_NOOP_PORT (28186) and the
+#        one-filter variants on 28187-28190 (WEIR_ONE_PORT, the first of them) CARGO_TARGET_DIR
 # Needs: Debian/Ubuntu (apt-get installs nginx, haproxy, wrk when missing), 2+ CPUs, cargo.
 set -euo pipefail
 
@@ -47,9 +53,11 @@ WEIR_PORT=${WEIR_PORT:-28182}
 HAPROXY_PORT=${HAPROXY_PORT:-28183}
 WEIR_CHAIN_PORT=${WEIR_CHAIN_PORT:-28184}
 WEIR_SHARED_PORT=${WEIR_SHARED_PORT:-28185}
+WEIR_NOOP_PORT=${WEIR_NOOP_PORT:-28186}
+WEIR_ONE_PORT=${WEIR_ONE_PORT:-28187}
 API_KEY=bench-key
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=${2%s}; shift 2 ;;
@@ -64,9 +72,15 @@ while [ $# -gt 0 ]; do
   esac
 done
 for p in $PROXIES; do
-  case "$p" in nginx|haproxy|weir|weir-chain|weir-shared) ;; *) echo "compare: unknown proxy $p (nginx haproxy weir weir-chain weir-shared)" >&2; exit 1 ;; esac
+  case "$p" in
+    nginx|haproxy|weir|weir-chain|weir-shared|weir-noop|weir-auth|weir-rate_limit|weir-header_rewrite|weir-fault) ;;
+    *) echo "compare: unknown proxy $p (nginx haproxy weir weir-chain weir-shared weir-noop weir-auth weir-rate_limit weir-header_rewrite weir-fault)" >&2; exit 1 ;;
+  esac
 done
 has() { [[ " $PROXIES " == *" $1 "* ]]; }
+# Whether any weir variant is to run, and whether one running built-in filters is.
+has_weir() { [[ " $PROXIES " == *" weir"* ]]; }
+has_builtin() { [[ " $PROXIES " =~ \ weir-(chain|shared|auth|rate_limit|header_rewrite|fault)\  ]]; }
 
 log() { echo "compare: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -93,7 +107,7 @@ HAPROXY=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (proxy on CPU 0, load + upstream on CPU 1)"
 
 # --- weir binary and filters --------------------------------------------------------------------
-if has weir || has weir-chain || has weir-shared; then
+if has_weir; then
   if [ -z "$WEIR_BIN" ]; then
     WEIR_BIN=$TARGET/perf/weir
     if [ "$BUILD" = 1 ]; then
@@ -104,7 +118,7 @@ if has weir || has weir-chain || has weir-shared; then
   [ -x "$WEIR_BIN" ] || die "no weir binary at $WEIR_BIN"
 fi
 FILTERS=$TARGET/filters
-if has weir-chain || has weir-shared; then
+if has_builtin; then
   for f in auth rate_limit header_rewrite fault policies; do
     if [ ! -f "$FILTERS/$f.wasm" ]; then
       log "building the built-in filters (scripts/build-filters.sh)"
@@ -134,7 +148,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$UPSTREAM_PORT" "$NGINX_PORT" "$WEIR_PORT" "$HAPROXY_PORT" "$WEIR_CHAIN_PORT"; do
+for p in "$UPSTREAM_PORT" "$NGINX_PORT" "$WEIR_PORT" "$HAPROXY_PORT" "$WEIR_CHAIN_PORT" "$WEIR_SHARED_PORT"; do
   port_free "$p" || die "port $p is in use (set UPSTREAM_PORT / NGINX_PORT / WEIR_PORT / HAPROXY_PORT / WEIR_CHAIN_PORT)"
 done
 
@@ -242,14 +256,51 @@ backend be
   server up 127.0.0.1:$UPSTREAM_PORT
 EOF
 
-weir_yaml() { # weir_yaml PORT CHAIN (0: none, 1: four modules, 2: policies.wasm in one VM group)
+# module_line MODULE MODE → a filter's module (in the shared mode: policies.wasm, MODULE as its
+# root_id, in the VM group "policies").
+module_line() {
+  if [ "$2" = shared ]; then
+    printf '    module: %s\n    root_id: %s\n    vm_id: policies\n' "$FILTERS/policies.wasm" "$1"
+  else
+    printf '    module: %s\n' "$FILTERS/$1.wasm"
+  fi
+}
+
+# filter_yaml NAME MODE → one entry of `filters:` (auth limit headers fault, or noop*).
+filter_yaml() {
+  case $1 in
+    auth)
+      echo "  - name: auth"; module_line auth "$2"
+      echo "    config: { api_keys: { header: x-api-key, keys: { \"$API_KEY\": bench } } }" ;;
+    limit)
+      echo "  - name: limit"; module_line rate_limit "$2"
+      echo "    config: { rate: 1000000000, per: second, key: global }" ;;
+    headers)
+      echo "  - name: headers"; module_line header_rewrite "$2"
+      echo "    config:"
+      echo "      request: { set: { x-env: bench }, remove: [x-debug] }"
+      echo "      response: { set: { x-proxied-by: weir } }" ;;
+    fault)
+      echo "  - name: fault"; module_line fault "$2"
+      echo "    config: { delay: { fixed: 200ms, percent: 0 }, abort: { status: 503, percent: 0 }, header_override: false }" ;;
+    noop*)
+      echo "  - name: $1"
+      echo "    module: $WORK/noop.wat" ;;
+  esac
+}
+
+# weir_yaml PORT MODE [FILTER...] → a weir config on PORT chaining FILTERs (see filter_yaml);
+# MODE: modules (each filter its own module and VM) or shared (policies.wasm, one VM group).
+weir_yaml() {
+  local port=$1 mode=$2 f
+  shift 2
   echo 'access_log: { path: "off" }'
   cat <<EOF
 listeners:
   - name: bench
-    address: 127.0.0.1:$1
+    address: 127.0.0.1:$port
 EOF
-  [ "$2" != 0 ] && echo "    filters: [auth, limit, headers, fault]"
+  [ $# -gt 0 ] && echo "    filters: [$(echo "$*" | sed 's/ /, /g')]"
   cat <<EOF
     routes:
       - match: { path_prefix: / }
@@ -258,40 +309,57 @@ clusters:
   - name: up
     endpoints: [127.0.0.1:$UPSTREAM_PORT]
 EOF
-  # module NAME → the module line of a filter (and its root_id and vm_id in the shared chain)
-  module() {
-    if [ "$2" = 2 ]; then
-      printf 'module: %s\n    root_id: %s\n    vm_id: policies' "$FILTERS/policies.wasm" "$1"
-    else
-      printf 'module: %s' "$FILTERS/$1.wasm"
-    fi
-  }
-  [ "$2" != 0 ] && cat <<EOF
-filters:
-  - name: auth
-    $(module auth "$2")
-    config: { api_keys: { header: x-api-key, keys: { "$API_KEY": bench } } }
-  - name: limit
-    $(module rate_limit "$2")
-    config: { rate: 1000000000, per: second, key: global }
-  - name: headers
-    $(module header_rewrite "$2")
-    config:
-      request: { set: { x-env: bench }, remove: [x-debug] }
-      response: { set: { x-proxied-by: weir } }
-  - name: fault
-    $(module fault "$2")
-    config: { delay: { fixed: 200ms, percent: 0 }, abort: { status: 503, percent: 0 }, header_override: false }
-EOF
-  return 0
+  [ $# -gt 0 ] || return 0
+  echo "filters:"
+  for f in "$@"; do filter_yaml "$f" "$mode"; done
 }
-weir_yaml "$WEIR_PORT" 0 >"$WORK/weir.yaml"
-weir_yaml "$WEIR_CHAIN_PORT" 1 >"$WORK/weir-chain.yaml"
-weir_yaml "$WEIR_SHARED_PORT" 2 >"$WORK/weir-shared.yaml"
+
+# The no-op filter of weir-noop: every callback returns at once, no hostcall; it declares
+# request_headers and response_headers, so a request makes the same host<->guest trips as
+# through the built-in chain (create, request headers, response headers, delete per filter).
+cat >"$WORK/noop.wat" <<'EOF'
+(module
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 8192))
+  (@custom "weir.callbacks" "request_headers response_headers")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $bump))
+    (global.set $bump (i32.add (local.get $p) (i32.add (local.get $n) (i32.const 8))))
+    (local.get $p))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_delete") (param i32))
+)
+EOF
+
+# The filters each weir variant chains.
+declare -A CHAIN MODE
+CHAIN[weir]="" MODE[weir]=modules
+CHAIN[weir-chain]="auth limit headers fault" MODE[weir-chain]=modules
+CHAIN[weir-shared]="auth limit headers fault" MODE[weir-shared]=shared
+CHAIN[weir-noop]="noop1 noop2 noop3 noop4" MODE[weir-noop]=modules
+CHAIN[weir-auth]="auth" MODE[weir-auth]=modules
+CHAIN[weir-rate_limit]="limit" MODE[weir-rate_limit]=modules
+CHAIN[weir-header_rewrite]="headers" MODE[weir-header_rewrite]=modules
+CHAIN[weir-fault]="fault" MODE[weir-fault]=modules
 
 # --- start the proxies (CPU 0) ------------------------------------------------------------------
 declare -A PORT PID
 PORT[nginx]=$NGINX_PORT PORT[haproxy]=$HAPROXY_PORT PORT[weir]=$WEIR_PORT PORT[weir-chain]=$WEIR_CHAIN_PORT PORT[weir-shared]=$WEIR_SHARED_PORT
+PORT[weir-noop]=$WEIR_NOOP_PORT PORT[weir-auth]=$WEIR_ONE_PORT PORT[weir-rate_limit]=$((WEIR_ONE_PORT + 1))
+PORT[weir-header_rewrite]=$((WEIR_ONE_PORT + 2)) PORT[weir-fault]=$((WEIR_ONE_PORT + 3))
+for name in $PROXIES; do
+  case $name in
+    weir*)
+      port_free "${PORT[$name]}" || die "port ${PORT[$name]} ($name) is in use"
+      # shellcheck disable=SC2086 # the chain is a list of words
+      weir_yaml "${PORT[$name]}" "${MODE[$name]}" ${CHAIN[$name]} >"$WORK/$name.yaml" ;;
+  esac
+done
 
 start_weir() { # start_weir NAME
   local name=$1 ready=0
@@ -316,7 +384,7 @@ for name in $PROXIES; do
       "$HAPROXY" -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejected its config"
       taskset -c 0 "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.out" 2>&1 &
       PID[haproxy]=$! ;;
-    weir|weir-chain|weir-shared) start_weir "$name" ;;
+    weir*) start_weir "$name" ;;
   esac
   PIDS+=("${PID[$name]}")
   wait_http "${PORT[$name]}" || die "$name does not answer 200 on port ${PORT[$name]}"
@@ -327,13 +395,21 @@ for name in $PROXIES; do
   body=$(curl -fsS --max-time 5 -H "x-api-key: $API_KEY" "http://127.0.0.1:${PORT[$name]}/bench" || true)
   [ "$body" = "hello from the upstream" ] || die "$name did not return the upstream's body (got: ${body:0:200})"
 done
-for chain in weir-chain weir-shared; do
-  has $chain || continue
-  # ... and the chain really runs: no key → 401 from auth; the response header from header_rewrite.
-  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:${PORT[$chain]}/bench" || true)
-  [ "$code" = 401 ] || die "$chain answered $code without an API key (auth filter not running?)"
-  curl -fsS -D - -o /dev/null --max-time 5 -H "x-api-key: $API_KEY" "http://127.0.0.1:${PORT[$chain]}/bench" |
-    grep -qi '^x-proxied-by: weir' || die "$chain response lacks x-proxied-by (header_rewrite not running?)"
+for chain in $PROXIES; do
+  [[ $chain == weir* ]] || continue
+  # ... and the filters really run: no key → 401 from auth; the response header from
+  # header_rewrite; x-ratelimit-limit from rate_limit.
+  if [[ " ${CHAIN[$chain]} " == *" auth "* ]]; then
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:${PORT[$chain]}/bench" || true)
+    [ "$code" = 401 ] || die "$chain answered $code without an API key (auth filter not running?)"
+  fi
+  head=$(curl -fsS -D - -o /dev/null --max-time 5 -H "x-api-key: $API_KEY" "http://127.0.0.1:${PORT[$chain]}/bench" || true)
+  if [[ " ${CHAIN[$chain]} " == *" headers "* ]]; then
+    grep -qi '^x-proxied-by: weir' <<<"$head" || die "$chain response lacks x-proxied-by (header_rewrite not running?)"
+  fi
+  if [[ " ${CHAIN[$chain]} " == *" limit "* ]]; then
+    grep -qi '^x-ratelimit-limit:' <<<"$head" || die "$chain response lacks x-ratelimit-limit (rate_limit not running?)"
+  fi
 done
 log "all proxies return the upstream's body: $PROXIES"
 

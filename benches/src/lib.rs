@@ -12,7 +12,9 @@
 //!   in-process proxy, with and without the four built-in filters;
 //! - `benches/compare.sh`: nginx, haproxy, weir and weir with the four built-in filters as reverse
 //!   proxies to the same upstream (requests/s, p99 latency, proxy CPU µs per request, as ratios
-//!   to plain weir); `benches/compare-nginx.sh` runs only nginx and plain weir.
+//!   to plain weir); `benches/compare-nginx.sh` runs only nginx and plain weir. Optional
+//!   variants split a chain's cost: `--proxies "weir weir-noop weir-auth weir-rate_limit
+//!   weir-header_rewrite weir-fault"` (four no-op filters; each built-in filter alone).
 //!
 //! This library holds the fixtures the criterion benches share: route sets and the requests
 //! that hit them.
