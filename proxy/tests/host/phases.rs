@@ -108,6 +108,57 @@ async fn headers_bodies_and_trailers_over_h2() {
     }
 }
 
+/// A chain whose filters take no body callbacks (header_rewrite lists only `request_headers
+/// response_headers` in `weir.callbacks`) sends both bodies past it: request data and trailers
+/// go upstream as the client sent them, the upstream's come back as it sent them, over HTTP/2
+/// on both sides — while the filter's header phases still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_go_past_a_chain_that_takes_no_bodies_over_h2() {
+    let up = HostUpstream::start().await;
+    let module = crate::guest::example("header_rewrite.wasm");
+    let config =
+        r#"{"request": {"set": {"x-env": "t"}}, "response": {"set": {"x-proxied-by": "weir"}}}"#;
+    let filters = crate::util::filter("hr", &module, config, "");
+    let weir = start(&simple(&up, &["hr"], &filters), 1).await;
+    let mut c = Client::h2c(weir.addr("edge")).await;
+    let (status, headers, body, tr) = h2_echo(
+        &mut c,
+        "",
+        &[b"abc", b"def", b"ghi"],
+        Some(trailers(&[("x-client-trailer", "1")])),
+    )
+    .await
+    .expect("exchange");
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("x-proxied-by").unwrap(), "weir", "{headers:?}");
+    assert_eq!(&body[..], b"abcdefghi");
+    let tr = tr.expect("response trailers");
+    for k in ["x-client-trailer", "x-up-trailer"] {
+        assert_eq!(
+            tr.get(k).map(|v| v.as_bytes()),
+            Some(&b"1"[..]),
+            "{k} in {tr:?}"
+        );
+    }
+    // Nothing was held back: no body callback ran.
+    let m = metrics(&weir).await;
+    for phase in [
+        "request_body",
+        "request_trailers",
+        "response_body",
+        "response_trailers",
+    ] {
+        assert_eq!(
+            metric(
+                &m,
+                &format!("weir_filter_duration_seconds_count{{filter=\"hr\",phase=\"{phase}\"}}")
+            ),
+            None,
+            "{phase} ran"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_stream_chunk_by_chunk_through_continuing_filters() {
     let up = HostUpstream::start().await;
