@@ -57,6 +57,20 @@ WEIR_NOOP_PORT=${WEIR_NOOP_PORT:-28186}
 WEIR_ONE_PORT=${WEIR_ONE_PORT:-28187}
 API_KEY=bench-key
 
+# The weir variants: the filters each chains (see filter_yaml), how they are loaded (modules:
+# each filter its own module and VM; shared: policies.wasm, one VM group) and the port.
+WEIR_VARIANTS="weir weir-chain weir-shared weir-noop weir-auth weir-rate_limit weir-header_rewrite weir-fault"
+declare -A CHAIN MODE PORT PID
+CHAIN[weir]="" MODE[weir]=modules PORT[weir]=$WEIR_PORT
+CHAIN[weir-chain]="auth limit headers fault" MODE[weir-chain]=modules PORT[weir-chain]=$WEIR_CHAIN_PORT
+CHAIN[weir-shared]="auth limit headers fault" MODE[weir-shared]=shared PORT[weir-shared]=$WEIR_SHARED_PORT
+CHAIN[weir-noop]="noop1 noop2 noop3 noop4" MODE[weir-noop]=modules PORT[weir-noop]=$WEIR_NOOP_PORT
+CHAIN[weir-auth]="auth" MODE[weir-auth]=modules PORT[weir-auth]=$WEIR_ONE_PORT
+CHAIN[weir-rate_limit]="limit" MODE[weir-rate_limit]=modules PORT[weir-rate_limit]=$((WEIR_ONE_PORT + 1))
+CHAIN[weir-header_rewrite]="headers" MODE[weir-header_rewrite]=modules PORT[weir-header_rewrite]=$((WEIR_ONE_PORT + 2))
+CHAIN[weir-fault]="fault" MODE[weir-fault]=modules PORT[weir-fault]=$((WEIR_ONE_PORT + 3))
+PORT[nginx]=$NGINX_PORT PORT[haproxy]=$HAPROXY_PORT
+
 usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -72,15 +86,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 for p in $PROXIES; do
-  case "$p" in
-    nginx|haproxy|weir|weir-chain|weir-shared|weir-noop|weir-auth|weir-rate_limit|weir-header_rewrite|weir-fault) ;;
-    *) echo "compare: unknown proxy $p (nginx haproxy weir weir-chain weir-shared weir-noop weir-auth weir-rate_limit weir-header_rewrite weir-fault)" >&2; exit 1 ;;
-  esac
+  [[ -v "PORT[$p]" ]] || { echo "compare: unknown proxy $p (nginx haproxy $WEIR_VARIANTS)" >&2; exit 1; }
 done
 has() { [[ " $PROXIES " == *" $1 "* ]]; }
 # Whether any weir variant is to run, and whether one running built-in filters is.
 has_weir() { [[ " $PROXIES " == *" weir"* ]]; }
-has_builtin() { [[ " $PROXIES " =~ \ weir-(chain|shared|auth|rate_limit|header_rewrite|fault)\  ]]; }
+has_builtin() {
+  local p
+  for p in $PROXIES; do [[ -n ${CHAIN[$p]:-} && ${CHAIN[$p]} != noop* ]] && return 0; done
+  return 1
+}
 
 log() { echo "compare: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -148,8 +163,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$UPSTREAM_PORT" "$NGINX_PORT" "$WEIR_PORT" "$HAPROXY_PORT" "$WEIR_CHAIN_PORT" "$WEIR_SHARED_PORT"; do
-  port_free "$p" || die "port $p is in use (set UPSTREAM_PORT / NGINX_PORT / WEIR_PORT / HAPROXY_PORT / WEIR_CHAIN_PORT)"
+# The fixed ports (whoever runs) and those of the proxies named.
+ports="$UPSTREAM_PORT $NGINX_PORT $WEIR_PORT $HAPROXY_PORT $WEIR_CHAIN_PORT $WEIR_SHARED_PORT"
+for name in $PROXIES; do ports+=" ${PORT[$name]}"; done
+for p in $(tr ' ' '\n' <<<"$ports" | sort -un); do
+  port_free "$p" || die "port $p is in use (set UPSTREAM_PORT / NGINX_PORT / WEIR_PORT / HAPROXY_PORT / WEIR_CHAIN_PORT / WEIR_SHARED_PORT / WEIR_NOOP_PORT / WEIR_ONE_PORT)"
 done
 
 # Waits until 127.0.0.1:$1 answers HTTP 200 (at most ~10 s).
@@ -336,28 +354,11 @@ cat >"$WORK/noop.wat" <<'EOF'
 )
 EOF
 
-# The filters each weir variant chains.
-declare -A CHAIN MODE
-CHAIN[weir]="" MODE[weir]=modules
-CHAIN[weir-chain]="auth limit headers fault" MODE[weir-chain]=modules
-CHAIN[weir-shared]="auth limit headers fault" MODE[weir-shared]=shared
-CHAIN[weir-noop]="noop1 noop2 noop3 noop4" MODE[weir-noop]=modules
-CHAIN[weir-auth]="auth" MODE[weir-auth]=modules
-CHAIN[weir-rate_limit]="limit" MODE[weir-rate_limit]=modules
-CHAIN[weir-header_rewrite]="headers" MODE[weir-header_rewrite]=modules
-CHAIN[weir-fault]="fault" MODE[weir-fault]=modules
-
 # --- start the proxies (CPU 0) ------------------------------------------------------------------
-declare -A PORT PID
-PORT[nginx]=$NGINX_PORT PORT[haproxy]=$HAPROXY_PORT PORT[weir]=$WEIR_PORT PORT[weir-chain]=$WEIR_CHAIN_PORT PORT[weir-shared]=$WEIR_SHARED_PORT
-PORT[weir-noop]=$WEIR_NOOP_PORT PORT[weir-auth]=$WEIR_ONE_PORT PORT[weir-rate_limit]=$((WEIR_ONE_PORT + 1))
-PORT[weir-header_rewrite]=$((WEIR_ONE_PORT + 2)) PORT[weir-fault]=$((WEIR_ONE_PORT + 3))
 for name in $PROXIES; do
   case $name in
-    weir*)
-      port_free "${PORT[$name]}" || die "port ${PORT[$name]} ($name) is in use"
-      # shellcheck disable=SC2086 # the chain is a list of words
-      weir_yaml "${PORT[$name]}" "${MODE[$name]}" ${CHAIN[$name]} >"$WORK/$name.yaml" ;;
+    # shellcheck disable=SC2086 # the chain is a list of words
+    weir*) weir_yaml "${PORT[$name]}" "${MODE[$name]}" ${CHAIN[$name]} >"$WORK/$name.yaml" ;;
   esac
 done
 

@@ -4,10 +4,11 @@
 //! phase; pause + continue; `proxy_on_log` / `proxy_on_done` / `proxy_on_delete` once per
 //! stream, also when the client disconnects mid-request.
 
+use crate::guest::example;
 use crate::support::{Client, DEADLINE};
 use crate::upstream::HostUpstream;
 use crate::util::{
-    act, channel_body, e2e, metric, metrics, next_data, post, simple, start, wait_metric,
+    act, channel_body, e2e, filter, metric, metrics, next_data, post, simple, start, wait_metric,
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
@@ -115,10 +116,10 @@ async fn headers_bodies_and_trailers_over_h2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trailers_go_past_a_chain_that_takes_no_bodies_over_h2() {
     let up = HostUpstream::start().await;
-    let module = crate::guest::example("header_rewrite.wasm");
+    let module = example("header_rewrite.wasm");
     let config =
         r#"{"request": {"set": {"x-env": "t"}}, "response": {"set": {"x-proxied-by": "weir"}}}"#;
-    let filters = crate::util::filter("hr", &module, config, "");
+    let filters = filter("hr", &module, config, "");
     let weir = start(&simple(&up, &["hr"], &filters), 1).await;
     let mut c = Client::h2c(weir.addr("edge")).await;
     let (status, headers, body, tr) = h2_echo(
