@@ -95,7 +95,8 @@ impl Balancer {
 
     /// A balancer over endpoints with stable identities `ids` (their addresses): the ring of
     /// `ring_hash` places an endpoint by its identity, not its index.
-    /// `hash_on` is required for `ring_hash` and ignored by the other policies.
+    /// `hash_on` keys `ring_hash` (without it, or without the key in a request, the pick is
+    /// random, as Envoy's); the other policies ignore it.
     pub fn new_with_ids(
         policy: LbPolicy,
         ids: &[String],
@@ -106,15 +107,10 @@ impl Balancer {
             return Err("too many endpoints".to_string());
         }
         let (ring, hash_on) = match policy {
-            LbPolicy::RingHash => {
-                let Some(h) = hash_on else {
-                    return Err(
-                        "lb: ring_hash needs `hash_on: header:NAME` or `hash_on: source_ip`"
-                            .to_string(),
-                    );
-                };
-                (Some(Ring::new(ids)), Some(HashOn::parse(h)?))
-            }
+            LbPolicy::RingHash => (
+                Some(Ring::new(ids)),
+                hash_on.map(HashOn::parse).transpose()?,
+            ),
             _ => (None, None),
         };
         Ok(Balancer {
@@ -379,7 +375,11 @@ mod tests {
 
     #[test]
     fn ring_hash_config_errors() {
-        assert!(Balancer::new(LbPolicy::RingHash, 3, None).is_err());
+        // Without a key, ring_hash picks at random (Envoy's reading).
+        let b = Balancer::new(LbPolicy::RingHash, 3, None).unwrap();
+        assert!(b
+            .pick(&ctx(&HeaderMap::new()), &|_| true)
+            .is_some_and(|i| i < 3));
         assert!(Balancer::new(LbPolicy::RingHash, 3, Some("cookie:x")).is_err());
         assert!(Balancer::new(LbPolicy::RingHash, 3, Some("header:bad name")).is_err());
         assert!(Balancer::new(LbPolicy::RingHash, 3, Some("header:X-User")).is_ok());

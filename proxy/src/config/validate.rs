@@ -5,9 +5,7 @@
 //! `routes[1].split["a.b"]` for keys that are not plain words) names the offending YAML node, and
 //! the loader turns it into `file:line:column`.
 
-use super::{
-    resolve_path, Cluster, Config, Filter, LbPolicy, Listener, Route, RouteMatch, ValueMatch,
-};
+use super::{resolve_path, Cluster, Config, Filter, Listener, Route, RouteMatch, ValueMatch};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -445,28 +443,19 @@ impl Checker<'_> {
                 );
             }
         }
-        match (&c.hash_on, c.lb) {
-            (None, LbPolicy::RingHash) => self.err(
-                format!("{path}.lb"),
-                "ring_hash needs `hash_on: header:NAME` or `hash_on: source_ip`",
-            ),
-            (Some(_), lb) if lb != LbPolicy::RingHash => self.err(
-                format!("{path}.hash_on"),
-                "hash_on applies only to `lb: ring_hash`",
-            ),
-            (Some(h), _) => {
-                let ok = h == "source_ip"
-                    || h.strip_prefix("header:").is_some_and(|n| {
-                        !n.is_empty() && http::HeaderName::from_bytes(n.as_bytes()).is_ok()
-                    });
-                if !ok {
-                    self.err(
-                        format!("{path}.hash_on"),
-                        format!("`{h}` is not `header:NAME` or `source_ip`"),
-                    );
-                }
+        // As Envoy's hash policy: only `ring_hash` uses the key (without one it picks at random);
+        // the other policies ignore it, so DESIGN.md's example (`round_robin` + `hash_on`) holds.
+        if let Some(h) = &c.hash_on {
+            let ok = h == "source_ip"
+                || h.strip_prefix("header:").is_some_and(|n| {
+                    !n.is_empty() && http::HeaderName::from_bytes(n.as_bytes()).is_ok()
+                });
+            if !ok {
+                self.err(
+                    format!("{path}.hash_on"),
+                    format!("`{h}` is not `header:NAME` or `source_ip`"),
+                );
             }
-            (None, _) => {}
         }
         if let Some(tls) = &c.tls {
             for (field, value) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
@@ -732,7 +721,7 @@ listeners:
 clusters:
   - name: orders-v1
     endpoints: [127.0.0.1:9001, 127.0.0.1:9002]
-    lb: ring_hash
+    lb: round_robin
     hash_on: header:x-user
     http2: false
     pool: {{ max_idle_per_endpoint: 64, idle_timeout: 60s }}
@@ -994,15 +983,18 @@ filters:
             "clusters[0].endpoints[0]",
             "not a host:port",
         );
+        // Envoy's reading: ring_hash without a key picks at random; other policies ignore it.
+        for ok in [
+            "{ name: c, endpoints: [a:1], lb: ring_hash }",
+            "{ name: c, endpoints: [a:1], hash_on: source_ip }",
+            "{ name: c, endpoints: [a:1], lb: least_request, hash_on: \"header:x-user\" }",
+        ] {
+            assert_eq!(check(&with_cluster(ok)), vec![], "{ok}");
+        }
         one(
-            &with_cluster("{ name: c, endpoints: [a:1], lb: ring_hash }"),
-            "clusters[0].lb",
-            "needs `hash_on",
-        );
-        one(
-            &with_cluster("{ name: c, endpoints: [a:1], hash_on: source_ip }"),
+            &with_cluster("{ name: c, endpoints: [a:1], lb: random, hash_on: cookie }"),
             "clusters[0].hash_on",
-            "only to `lb: ring_hash`",
+            "not `header:NAME`",
         );
         one(
             &with_cluster("{ name: c, endpoints: [a:1], lb: ring_hash, hash_on: cookie }"),

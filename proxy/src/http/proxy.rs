@@ -868,10 +868,7 @@ async fn forward(
             Some(Err(e)) => {
                 let pe = classify_client_error(&e);
                 cluster.record_result(ep, None);
-                let retriable = match pe {
-                    ProxyError::ConnectFailure(_) => retry.on_connect_failure,
-                    _ => retry.on_reset,
-                };
+                let retriable = retry.retry_failure(matches!(pe, ProxyError::ConnectFailure(_)));
                 tracing::debug!(error = %pe, endpoint = %endpoint.address, "upstream error");
                 (pe, retriable)
             }
@@ -880,10 +877,7 @@ async fn forward(
                 if !queued.get() {
                     cluster.record_result(ep, Some(504));
                 }
-                (
-                    ProxyError::UpstreamTimeout,
-                    retry.on_5xx || retry.on_gateway_error,
-                )
+                (ProxyError::UpstreamTimeout, retry.retry_failure(false))
             }
         };
         if retriable && !last_try && !route_expired() {

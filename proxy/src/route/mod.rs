@@ -59,6 +59,16 @@ impl Retry {
             || (self.on_gateway_error && matches!(status, 502..=504))
             || (self.on_retriable_4xx && status == 409)
     }
+
+    /// Whether a try that got no response head warrants another: as Envoy's `retry_on`, `5xx`,
+    /// `gateway-error` and `reset` take every such failure (a reset, a per-try timeout, a
+    /// connect failure); `connect-failure` (and `refused-stream`) only a failed connect.
+    pub fn retry_failure(&self, connect_failure: bool) -> bool {
+        self.on_5xx
+            || self.on_gateway_error
+            || self.on_reset
+            || (connect_failure && self.on_connect_failure)
+    }
 }
 
 /// One compiled route.

@@ -369,6 +369,79 @@ clusters:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_are_retried_under_5xx_gateway_error_and_reset() {
+    // As Envoy's `retry_on`: `5xx`, `gateway-error` and `reset` take a failed connect too.
+    let up = Upstream::start("alive").await;
+    for on in ["5xx", "gateway-error", "reset"] {
+        let yaml = format!(
+            r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: half
+        retries: {{ attempts: 3, on: [{on}] }}
+clusters:
+  - name: half
+    endpoints: [{}, {}]
+    lb: round_robin
+    connect_timeout: 1s
+"#,
+            dead_addr(),
+            up.endpoint()
+        );
+        let weir = Weir::start(&yaml).await;
+        let mut c = weir.h1("edge").await;
+        for i in 0..6 {
+            let r = c.get(&format!("/r/{i}")).await;
+            assert_eq!(r.status, 200, "on: [{on}], request {i}: {r:?}");
+        }
+    }
+    assert_eq!(up.requests(), 18);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_try_timeout_is_retried_under_reset() {
+    // Envoy's `reset` covers an upstream that does not answer in time (a read timeout).
+    let fast = Upstream::start("fast").await;
+    fast.release();
+    let stuck = Upstream::start("stuck").await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: both
+        retries: {{ attempts: 2, per_try_timeout: 300ms, on: [reset] }}
+clusters:
+  - name: both
+    endpoints: [{}, {}]
+    lb: round_robin
+"#,
+        stuck.endpoint(),
+        fast.endpoint()
+    );
+    let weir = Weir::start(&yaml).await;
+    let mut c = weir.h1("edge").await;
+    for i in 0..4 {
+        let r = c.get("/hold").await;
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        assert_eq!(
+            r.header("x-upstream").as_deref(),
+            Some("fast"),
+            "request {i}"
+        );
+    }
+    assert!(
+        stuck.held() >= 1,
+        "round robin sent no try to the stuck endpoint"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_header_sender_is_cut_off_without_holding_the_worker() {
     let up = Upstream::start("a").await;
     let weir = Weir::start(&limits_yaml(&up)).await; // one worker, header_read_timeout 500ms
