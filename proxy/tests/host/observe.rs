@@ -41,7 +41,7 @@ async fn filter_metrics_on_admin_metrics() {
 
 const PATHS: &str = "source.address,source.port,destination.address,destination.port,\
 request.path,request.url_path,request.query,request.host,request.scheme,request.method,\
-request.headers,request.id,request.protocol,connection.mtls,connection.requested_server_name,\
+request.headers,request.headers.x-twice,request.id,request.protocol,connection.mtls,connection.requested_server_name,\
 connection.uri_san_peer_certificate,connection.tls_version,plugin_name,plugin_root_id,\
 plugin_vm_id,route_name,cluster_name,xds.cluster_name,no.such.property";
 
@@ -70,7 +70,12 @@ async fn properties_over_sockets_as_envoy_encodes_them() {
         &mut c,
         "/a/b?x=1&y=2",
         "props",
-        &[("x-props", PATHS), ("x-request-id", "rid-1")],
+        &[
+            ("x-props", PATHS),
+            ("x-request-id", "rid-1"),
+            ("x-twice", "a"),
+            ("x-twice", "b"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -108,6 +113,10 @@ async fn properties_over_sockets_as_envoy_encodes_them() {
         hdrs.contains(&("x-request-id".into(), "rid-1".into())),
         "{hdrs:?}"
     );
+    // As Envoy: pseudo-headers included, a repeated header once with its values joined by ",".
+    assert!(hdrs.contains(&(":method".into(), "GET".into())), "{hdrs:?}");
+    assert!(hdrs.contains(&("x-twice".into(), "a,b".into())), "{hdrs:?}");
+    assert_eq!(s("request.headers.x-twice"), "a,b");
     assert_eq!(b("connection.mtls"), vec![0]);
     assert_eq!(s("plugin_name"), "p");
     assert_eq!(s("plugin_root_id"), "the-root");

@@ -104,12 +104,34 @@ fn port(a: &Option<SocketAddr>) -> Option<Vec<u8>> {
     a.map(|a| encode_int(a.port() as i64))
 }
 
+/// `*.headers` as Envoy encodes it: every header, pseudo-headers too, once, its values joined
+/// by `,`; `*.headers.NAME`: that header's values joined the same way.
 fn header_map(h: &HeaderList, rest: &[&[u8]]) -> Option<Vec<u8>> {
     match rest {
-        [] => Some(crate::abi::serialize_pairs(
-            h.iter().filter(|(k, _)| !k.starts_with(b":")),
-        )),
-        [name] => h.get_bytes(name).map(|v| v.to_vec()),
+        [] => {
+            let mut joined: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(h.len());
+            for (k, v) in h.iter() {
+                match joined.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
+                    Some((_, all)) => {
+                        all.push(b',');
+                        all.extend_from_slice(v);
+                    }
+                    None => joined.push((k, v.to_vec())),
+                }
+            }
+            Some(crate::abi::serialize_pairs(
+                joined.iter().map(|(k, v)| (*k, v.as_slice())),
+            ))
+        }
+        [name] => {
+            let mut values = h.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+            let mut all = values.next()?.1.to_vec();
+            for (_, v) in values {
+                all.push(b',');
+                all.extend_from_slice(v);
+            }
+            Some(all)
+        }
         _ => None,
     }
 }

@@ -101,6 +101,47 @@ fn reactor_filter_reads_and_writes_headers_and_answers_locally() {
     });
 }
 
+/// The C++ SDK's encodings: a property path whose last segment ends in NUL too, and an empty
+/// header map sent as a single 0x00 byte (both allowed by the spec and taken by Envoy).
+#[test]
+fn nul_ended_property_path_and_one_zero_byte_empty_map_are_taken() {
+    let wat = format!(
+        r#"(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
+  {prelude}
+  (data (i32.const 16) "request\00path\00")
+  (data (i32.const 48) "x-p")
+  (data (i32.const 64) "\00")
+  (data (i32.const 80) "teapot")
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $prop (i32.const 16) (i32.const 13) (i32.const 200) (i32.const 204)))
+      (then (drop (call $add (i32.const 0) (i32.const 48) (i32.const 3)
+        (i32.load (i32.const 200)) (i32.load (i32.const 204))))))
+    (drop (call $local (i32.const 418) (i32.const 80) (i32.const 6)
+      (i32.const 80) (i32.const 6) (i32.const 64) (i32.const 1) (i32.const -1)))
+    (i32.const 1))
+)"#,
+        prelude = prelude("proxy_abi_version_0_2_1")
+    );
+    let host = WasmHost::new().unwrap();
+    run_local(async {
+        let vm = vm(&host, &wat, spec("cpp"));
+        let chain = FilterChain::new(vec![vm]);
+        let mut s = chain.new_stream(StreamInfo::default());
+        match s.on_request_headers(request("/foo"), true).await {
+            Flow::LocalResponse(lr) => {
+                assert_eq!(lr.status, 418);
+                assert_eq!(&lr.body[..], b"teapot");
+            }
+            other => panic!("a 0x00 header map was refused: {other:?}"),
+        }
+        assert_eq!(s.request_headers().get_str("x-p"), Some("/foo"));
+    });
+}
+
 /// A command module: `_start` (ending in proc_exit(0)) and WASI file-system imports it never
 /// calls, from both WASI module names.
 #[test]

@@ -185,9 +185,10 @@ fn u32_at(b: &[u8], at: usize) -> Option<usize> {
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
 }
 
-/// Parse the pair serialization; `None` when malformed. Empty input is an empty map.
+/// Parse the pair serialization; `None` when malformed. An empty map may come as no bytes or
+/// as a single 0x00 byte (the spec allows both).
 pub fn deserialize_pairs(b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-    if b.is_empty() {
+    if b.is_empty() || b == [0] {
         return Some(Vec::new());
     }
     let n = u32_at(b, 0)?;
