@@ -560,7 +560,8 @@ pub async fn handle(
                 }
             },
             weir_wasm::Flow::LocalResponse(l) => {
-                return Ok(filter_answer(&l, fin));
+                let stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
+                return Ok(filter_reply_through_filters(stream, &l, fin).await);
             }
             weir_wasm::Flow::Reset => {
                 let e = ProxyError::FilterFailed {
@@ -603,11 +604,14 @@ pub async fn handle(
             drop(resp);
             fin.upstream_host = keep(&cluster.endpoints[ep.0].address);
             let why = stopped.borrow_mut().take();
-            let e = match why {
-                Some(crate::wasm::body::BodyStop::Local(l)) => {
+            let e = match (why, stream) {
+                (Some(crate::wasm::body::BodyStop::Local(l)), Some(stream)) => {
+                    return Ok(filter_reply_through_filters(stream, &l, fin).await);
+                }
+                (Some(crate::wasm::body::BodyStop::Local(l)), None) => {
                     return Ok(filter_answer(&l, fin));
                 }
-                Some(crate::wasm::body::BodyStop::TooLarge(_)) => ProxyError::BodyTooLarge,
+                (Some(crate::wasm::body::BodyStop::TooLarge(_)), _) => ProxyError::BodyTooLarge,
                 _ => ProxyError::FilterFailed {
                     filter: route.filters.join(","),
                     reason: "stream reset".into(),
@@ -627,10 +631,8 @@ pub async fn handle(
                 return Ok(observe(Response::from_parts(rparts, rbody), fin));
             };
             let upstream = cluster.endpoints[ep.0].socket;
-            Ok(
-                through_response_filters(stream, rparts, rbody, fin, upstream, "via_upstream")
-                    .await,
-            )
+            let details = Some("via_upstream");
+            Ok(through_response_filters(stream, rparts, rbody, fin, upstream, details).await)
         }
         Err((mut e, ep, retried)) => {
             if exceeded.is_some_and(|x| x.load(Ordering::Relaxed)) {
@@ -639,7 +641,10 @@ pub async fn handle(
             let stop = stopped.borrow_mut().take();
             match stop {
                 Some(crate::wasm::body::BodyStop::Local(l)) => {
-                    return Ok(filter_answer(&l, fin));
+                    return Ok(match stream {
+                        Some(stream) => filter_reply_through_filters(stream, &l, fin).await,
+                        None => filter_answer(&l, fin),
+                    });
                 }
                 Some(crate::wasm::body::BodyStop::TooLarge(_)) => e = ProxyError::BodyTooLarge,
                 Some(crate::wasm::body::BodyStop::Reset) => {
@@ -665,10 +670,8 @@ pub async fn handle(
                 // phases like an upstream response.
                 Some(stream) if e.is_upstream_failure() => {
                     let (rparts, rbody) = e.to_response().into_parts();
-                    Ok(
-                        through_response_filters(stream, rparts, rbody, fin, None, e.details())
-                            .await,
-                    )
+                    let details = Some(e.details());
+                    Ok(through_response_filters(stream, rparts, rbody, fin, None, details).await)
                 }
                 _ => Ok(observe(e.to_response(), fin)),
             }
@@ -679,14 +682,15 @@ pub async fn handle(
 /// The response phases of the filter chain, on a response on its way downstream: the
 /// upstream's, or the proxy's own error reply when the upstream failed (Envoy passes local
 /// replies through its encoder filters too, so a filter that adds a header adds it to a 503).
-/// `details` is what filters read as `response.code_details`.
+/// `details` is what filters read as `response.code_details` (`None`: already set, by the
+/// filter that answered).
 async fn through_response_filters<B>(
     stream: crate::wasm::body::SharedStream,
     mut rparts: http::response::Parts,
     rbody: B,
     fin: Box<Finish>,
     upstream: Option<std::net::SocketAddr>,
-    details: &'static str,
+    details: Option<&'static str>,
 ) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes, Error = crate::http::BoxError> + Unpin + 'static,
@@ -697,7 +701,9 @@ where
         {
             let mut info = cs.info_mut();
             info.upstream_address = upstream;
-            info.response_code_details = Some(details.into());
+            if let Some(details) = details {
+                info.response_code_details = Some(details.into());
+            }
         }
         let list = weir_wasm::HeaderList::from_response(rparts.status, &rparts.headers);
         let flow = cs.on_response_headers(list, rbody.is_end_stream()).await;
@@ -759,6 +765,19 @@ where
             fail(e, fin)
         }
     }
+}
+
+/// A filter's local reply from a request phase, on its way out through the response phases
+/// of the filters the request reached, the replier included (as Envoy's local replies pass its
+/// encoder filters): they may add headers to it, and their `proxy_on_log` sees its status.
+async fn filter_reply_through_filters(
+    stream: crate::wasm::body::SharedStream,
+    l: &weir_wasm::LocalResponse,
+    mut fin: Box<Finish>,
+) -> Response<ResponseBody> {
+    fin.flags = filter_flag(l);
+    let (rparts, rbody) = filter_response(l).into_parts();
+    through_response_filters(stream, rparts, rbody, fin, None, None).await
 }
 
 /// Sends the request upstream with the route's timeout and retry policy. On success returns the

@@ -1,9 +1,10 @@
 //! Issue 3, point 3: chains per listener and per route from YAML run in order (each filter
 //! appends its tag to a header: requests in chain order, responses in reverse); `config:`
 //! reaches the filter as JSON bytes; `proxy_on_vm_start` / `proxy_on_configure` returning false
-//! fails `weir validate` naming the filter, and `weir run` refuses to start.
+//! fails `weir validate` naming the filter, and `weir run` refuses to start. A filter's local
+//! reply passes the response phases of the filters the request reached, as in Envoy.
 
-use crate::guest::e2e_filter;
+use crate::guest::{e2e_filter, example};
 use crate::support::weir::run_weir;
 use crate::support::TempDir;
 use crate::support::Weir;
@@ -98,4 +99,29 @@ async fn false_from_vm_start_or_configure_fails_validate_and_run() {
         };
         assert!(e.contains(name), "{e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_reply_passes_the_response_phases_of_the_filters_before_it() {
+    // Chain a (tag A) → auth (API key) → b (tag B). Without a key auth answers 401 from its
+    // request phase: `a` and auth had their request phase, so they see the reply on its way
+    // out (a appends A to x-order-resp); b never saw the request and sees no response.
+    let up = HostUpstream::start().await;
+    let filters = e2e("a", "A", "")
+        + &filter(
+            "auth",
+            &example("auth.wasm"),
+            r#"{"api_keys": {"header": "x-api-key", "keys": {"k1": "svc"}}}"#,
+            "",
+        )
+        + &e2e("b", "B", "");
+    let weir = start(&crate::util::simple(&up, &["a", "auth", "b"], &filters), 1).await;
+    let mut c = weir.h1("edge").await;
+    let r = c.get("/x").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.header("www-authenticate").is_some(), "auth's own reply");
+    assert_eq!(r.header("x-order-resp").as_deref(), Some("A"));
+    let r = c.get_with("/x", &[("x-api-key", "k1")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-order-resp").as_deref(), Some("BA"));
 }

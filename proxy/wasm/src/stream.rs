@@ -143,6 +143,7 @@ impl FilterChain {
         }
         ChainStream {
             data,
+            reached: slots.len(),
             slots,
             finished: false,
             timings: None,
@@ -187,6 +188,11 @@ enum Waited {
 pub struct ChainStream {
     data: Rc<RefCell<StreamData>>,
     slots: Vec<Slot>,
+    /// How many filters (from the first) the request headers reached: all of them, unless
+    /// one answered locally, reset or failed there. Only those take the response phases (as in
+    /// Envoy, where a filter whose request phase never ran sees no response either): the
+    /// replier and those before it see a local reply on its way out.
+    reached: usize,
     finished: bool,
     /// Per-callback timings, kept only when asked for ([`ChainStream::record_timings`]).
     timings: Option<TimingSink>,
@@ -422,9 +428,13 @@ impl ChainStream {
 
     // === runner ===
 
-    /// Filter indices in the order `dir` runs them (no allocation).
+    /// Filter indices in the order `dir` runs them (no allocation): the response phases only
+    /// for the filters the request reached.
     fn order(&self, dir: Dir) -> impl Iterator<Item = usize> + use<> {
-        let n = self.slots.len();
+        let n = match dir {
+            Dir::Request => self.slots.len(),
+            Dir::Response => self.reached,
+        };
         (0..n).map(move |i| match dir {
             Dir::Request => i,
             Dir::Response => n - 1 - i,
@@ -569,15 +579,28 @@ impl ChainStream {
                 continue;
             };
             if let Step::Stop(flow) = step {
-                return flow;
+                return self.stopped_at(i, phase, flow);
             }
             if self.is_pausing_body(i, action) && !self.resumed_already(i) {
                 if let Step::Stop(flow) = self.park(i).await {
-                    return flow;
+                    return self.stopped_at(i, phase, flow);
                 }
             }
         }
         Flow::Continue
+    }
+
+    /// Filter `i` ended `phase` with `flow`; when that is the request headers, the response
+    /// phases will run for the filters up to `i` (`i` itself only if it did not fail: a failed
+    /// filter's slot would answer 503 again).
+    fn stopped_at(&mut self, i: usize, phase: Phase, flow: Flow) -> Flow {
+        if phase == Phase::RequestHeaders {
+            self.reached = match self.slots[i].state {
+                SlotState::Reject => i,
+                _ => i + 1,
+            };
+        }
+        flow
     }
 
     fn body_mut(d: &mut StreamData, dir: Dir) -> &mut Bytes {
