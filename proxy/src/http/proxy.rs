@@ -322,6 +322,19 @@ fn filter_flag(l: &weir_wasm::LocalResponse) -> &'static str {
     }
 }
 
+/// The route's destination for this request (a weighted split picks here), recorded for the
+/// access log and the route's per-cluster stats.
+fn destination(route: &CompiledRoute, fin: &mut Finish, detailed: bool) -> Arc<ClusterState> {
+    let cluster = route.pick_cluster(rand::random()).clone();
+    if detailed {
+        fin.cluster = cluster.name.to_string();
+    }
+    if let Some(s) = route.stats.get(&*cluster.name) {
+        fin.stats = s.clone();
+    }
+    cluster
+}
+
 /// The per-request facts filters read as properties.
 fn stream_info(
     conn: &ConnInfo,
@@ -458,7 +471,7 @@ pub async fn handle(
         let view = RequestView::from_parts(&parts);
         listener.routes.find_indexed(&view)
     };
-    let Some((route_index, route)) = route else {
+    let Some((route_index, mut route)) = route else {
         fin.flags = ProxyError::NoRoute.flag();
         return Ok(observe(ProxyError::NoRoute.to_response(), fin));
     };
@@ -510,11 +523,7 @@ pub async fn handle(
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::set_forwarded(&mut parts.headers, &conn.client_ip, conn.tls.is_some());
 
-    let cluster = route.pick_cluster(rand::random()).clone();
-    fin.cluster = keep(&cluster.name);
-    if let Some(s) = route.stats.get(&*cluster.name) {
-        fin.stats = s.clone();
-    }
+    let mut cluster = destination(route, &mut fin, detailed);
 
     // Filters: request headers.
     let mut stream: Option<crate::wasm::body::SharedStream> = None;
@@ -569,6 +578,38 @@ pub async fn handle(
                     reason: "stream reset".into(),
                 };
                 return Ok(fail(e, fin));
+            }
+        }
+        if cs.route_cache_cleared() {
+            // A filter changed the request headers (or cleared the route cache): the route is
+            // picked again on the new headers, as Envoy does. The chain already running stays.
+            match listener
+                .routes
+                .find_indexed(&RequestView::from_parts(&parts))
+            {
+                None => {
+                    fin.route = String::new();
+                    fin.stats = listener.no_route.clone();
+                    fin.flags = ProxyError::NoRoute.flag();
+                    let stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
+                    let (rparts, rbody) = ProxyError::NoRoute.to_response().into_parts();
+                    let details = Some(ProxyError::NoRoute.details());
+                    return Ok(
+                        through_response_filters(stream, rparts, rbody, fin, None, details).await,
+                    );
+                }
+                Some((i, r)) if i != route_index => {
+                    route = r;
+                    fin.route = keep(&route.name);
+                    cluster = destination(route, &mut fin, detailed);
+                    if let Some(h) = &route.host_rewrite {
+                        parts.headers.insert(http::header::HOST, h.clone());
+                    }
+                    let mut info = cs.info_mut();
+                    info.route_name = Some(route.name.clone());
+                    info.cluster_name = Some(cluster.name.clone());
+                }
+                Some(_) => {}
             }
         }
         // No filter takes the request body: it goes upstream as is (its size and trailers

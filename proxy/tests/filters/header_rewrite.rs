@@ -70,3 +70,64 @@ async fn response_rules_apply_to_the_proxys_reply_for_a_dead_upstream() {
         "{r:?}"
     );
 }
+
+/// As Envoy: changing the request headers clears the route cache, so the route is picked again
+/// on the headers the filter left — a header it sets can route the request to a canary, and a
+/// path it rewrites to one no route matches is a 404 `NR` (through the response phases).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_the_filter_sets_reroutes_the_request() {
+    let stable = Upstream::start("stable").await;
+    let canary = Upstream::start("canary").await;
+    let cfg = json!({
+        "request": {"set": {"x-canary": "true"}},
+        "response": {"set": {"x-proxied-by": "weir", "x-details": "%response.code_details%"}},
+        "path_prefix_rewrite": {"prefix": "/old/", "replacement": "/gone/"}
+    });
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    filters: [f]
+    routes:
+      - name: to-canary
+        match: {{ path_prefix: /api, headers: {{ x-canary: "true" }} }}
+        cluster: canary
+      - name: api
+        match: {{ path_prefix: /api }}
+        cluster: stable
+      - name: old
+        match: {{ path_prefix: /old }}
+        cluster: stable
+clusters:
+  - name: stable
+    endpoints: [{stable}]
+  - name: canary
+    endpoints: [{canary}]
+filters:
+  - name: f
+    module: {module}
+    config: {cfg}
+    limits: {{ callback_deadline: 1s }}
+"#,
+        stable = stable.endpoint(),
+        canary = canary.endpoint(),
+        module = crate::module("header_rewrite"),
+    );
+    let weir = Weir::start(&yaml).await;
+    let mut c = weir.h1("edge").await;
+    for i in 0..3 {
+        let r = c.get(&format!("/api/{i}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-upstream").as_deref(), Some("canary"), "{r:?}");
+        assert_eq!(r.upstream_header("x-canary").as_deref(), Some("true"));
+    }
+    assert_eq!(stable.requests(), 0);
+    let r = c.get("/old/thing").await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.header("x-proxied-by").as_deref(), Some("weir"), "{r:?}");
+    assert_eq!(r.header("x-details").as_deref(), Some("route_not_found"));
+    assert_eq!(stable.requests(), 0);
+    let log = weir.wait_log("the 404", |v| v["status"] == 404).await;
+    assert_eq!(log["response_flags"], "NR", "{log}");
+}

@@ -12,7 +12,8 @@
 //!
 //! Names are case-insensitive and stored lower-case. Reading all pairs of an unavailable map
 //! gives OK and an empty map (the Rust SDK accepts only OK there); a missing value is NOT_FOUND;
-//! modifying an unavailable map is NOT_FOUND; an unknown map type is BAD_ARGUMENT.
+//! modifying an unavailable map is NOT_FOUND; an unknown map type is BAD_ARGUMENT. Changing the
+//! request headers clears the route cache, as `proxy_clear_route_cache` does.
 
 use wasmtime::Linker;
 use wasmtime::Result;
@@ -35,6 +36,11 @@ fn with_map<R>(
                 .stream
                 .try_borrow_mut()
                 .map_err(|_| status::INTERNAL_FAILURE)?;
+            if t == 0 && write {
+                // As Envoy: a change to the request headers clears the route cache (the proxy
+                // picks the route again once the request headers phase is over).
+                st.route_cache_cleared = true;
+            }
             let map = match t {
                 0 => &mut st.request_headers,
                 1 => &mut st.request_trailers,
