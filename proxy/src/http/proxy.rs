@@ -159,6 +159,8 @@ struct Finish {
     peer: SocketAddr,
     /// Set when spans are exported (`tracing.otlp`).
     trace: Option<TraceHook>,
+    /// Logged and counted already ([`Finish::done`] or its drop).
+    recorded: bool,
 }
 
 /// What the request's spans need besides the access-log facts.
@@ -233,7 +235,15 @@ impl Finish {
             .unwrap_or_else(|| SystemTime::now() - self.start.elapsed())
     }
 
-    fn done(self: Box<Self>, bytes_sent: u64, end: BodyEnd) {
+    fn done(mut self: Box<Self>, bytes_sent: u64, end: BodyEnd) {
+        self.record(bytes_sent, end);
+    }
+
+    /// The request's access-log line, metrics and spans, once.
+    fn record(&mut self, bytes_sent: u64, end: BodyEnd) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
         let flags = match (end, self.flags) {
             (BodyEnd::Complete, f) => f,
             (_, "-") if end == BodyEnd::Dropped => "DC",
@@ -244,7 +254,7 @@ impl Finish {
         self.stats.codes.inc(self.status);
         self.stats.duration.observe(elapsed);
         if let Some(t) = &self.trace {
-            t.tracer.submit(t.spans(&self, flags, elapsed));
+            t.tracer.submit(t.spans(self, flags, elapsed));
         }
         if let Some(log) = &self.listener.access_log {
             log.write(&AccessLogEntry {
@@ -273,6 +283,19 @@ impl Finish {
                 principal: self.principal.as_deref(),
                 downstream_remote_address: self.peer,
             });
+        }
+    }
+}
+
+impl Drop for Finish {
+    /// The request ended before the proxy had a response to send: hyper dropped its future
+    /// because the client went away while weir waited for the upstream or a filter. Logged and
+    /// counted as Envoy does: status 0, flag `DC`.
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.status = 0;
+            self.flags = "DC";
+            self.record(0, BodyEnd::Dropped);
         }
     }
 }
@@ -465,6 +488,7 @@ pub async fn handle(
         principal,
         peer: conn.peer,
         trace,
+        recorded: false,
     });
 
     let route = {

@@ -186,7 +186,19 @@ async fn response_flags() {
         drop(resp);
         drop(c3);
     }
-    let lines = Proc::wait_lines(&log, 12, |_| true).await;
+    // DC before any response: the client goes away while the upstream takes its time. As
+    // Envoy: one line, status 0.
+    {
+        use tokio::io::AsyncWriteExt;
+        let before = up.requests();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /api/slow/5000 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        crate::support::upstream::wait_until("request upstream", || up.requests() > before).await;
+        drop(s);
+    }
+    let lines = Proc::wait_lines(&log, 13, |_| true).await;
     let flag = |path: &str| {
         by_path(&lines, path)["response_flags"]
             .as_str()
@@ -206,6 +218,8 @@ async fn response_flags() {
     assert_eq!(flag("/narrow/x"), "UO");
     assert_eq!(flag("/narrow/hold"), "-");
     assert_eq!(flag("/api/download/100000000"), "DC");
+    assert_eq!(flag("/api/slow/5000"), "DC");
+    assert_eq!(by_path(&lines, "/api/slow/5000")["status"], 0);
     let dl = by_path(&lines, "/api/download/100000000");
     assert!(dl["bytes_sent"].as_u64().unwrap() < 100_000_000, "{dl}");
     assert_eq!(
