@@ -64,7 +64,7 @@ pub fn swap(shared: &Shared, cfg: Result<Config, Vec<String>>, base: &Path) -> R
     let _g = shared.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
     let result = cfg.and_then(|cfg| {
         let prev = shared.snapshot.load_full();
-        let version = shared.take_version();
+        let version = shared.upcoming_version();
         let snap = Snapshot::build(
             version,
             cfg,

@@ -129,9 +129,11 @@ impl Shared {
         !self.is_managed() || self.control_version.load(Ordering::Acquire) != 0
     }
 
-    /// The version number the next snapshot gets.
-    pub fn take_version(&self) -> u64 {
-        self.next_version.fetch_add(1, Ordering::Relaxed)
+    /// The version number the next published snapshot gets: only a publish moves it on, so a
+    /// rejected reload leaves no gap in `weir_config_version`. Swaps are serialised
+    /// (`swap_lock`); a rejected build's number is discarded on the workers before it is reused.
+    pub fn upcoming_version(&self) -> u64 {
+        self.next_version.load(Ordering::Relaxed)
     }
 
     /// The swap protocol's steps 3–4: every worker prepares the snapshot's VMs; only if all
@@ -215,6 +217,7 @@ impl Shared {
         for tx in &self.worker_tx {
             let _ = tx.send(WorkerCmd::Published { version });
         }
+        self.next_version.fetch_max(version + 1, Ordering::Relaxed);
         for (tx, sockets) in self.worker_tx.iter().zip(bound.per_worker) {
             for (name, socket) in sockets {
                 let _ = tx.send(WorkerCmd::AddListener { name, socket });

@@ -181,6 +181,33 @@ async fn counters_survive_a_swap() {
     let p = start(&up).await;
     traffic(&p).await;
     let before = p.scrape().await;
+    // A reload that parses but cannot be applied (a new listener on a busy address) is
+    // rejected and leaves no gap in the version numbers.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let good = std::fs::read_to_string(&p.config).unwrap();
+    let bad = good.replacen(
+        "listeners:\n",
+        &format!(
+            "listeners:\n  - name: busy\n    address: {}\n    routes:\n      - match: {{ path_prefix: / }}\n        cluster: app\n",
+            busy.local_addr().unwrap()
+        ),
+        1,
+    );
+    std::fs::write(&p.config, bad).unwrap();
+    let mut c = crate::support::Client::h1(p.admin).await;
+    let req = c
+        .request(http::Method::POST, "/reload")
+        .body(crate::support::empty())
+        .unwrap();
+    let r = c.fetch(req).await.unwrap();
+    assert_ne!(r.status, 200, "a busy address must reject the reload");
+    std::fs::write(&p.config, good).unwrap();
+    let before_rejected = p.scrape().await;
+    assert_eq!(
+        before_rejected.sum("weir_config_swaps_total", &[("result", "rejected")]),
+        before.sum("weir_config_swaps_total", &[("result", "rejected")]) + 1.0
+    );
+    assert_eq!(before_rejected.sum("weir_config_version", &[]), 1.0);
     // Change the file (a new route), then POST /reload.
     let text = std::fs::read_to_string(&p.config).unwrap().replace(
         "      - name: main\n",
