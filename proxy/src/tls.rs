@@ -20,7 +20,19 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client CA: {0}")]
     Verifier(String),
+    #[error(
+        "no `ca` given and no system CA bundle found (SSL_CERT_FILE, {}): set the cluster's `tls.ca`",
+        SYSTEM_CA_BUNDLES.join(", ")
+    )]
+    NoSystemRoots,
 }
+
+/// Where the system's CA bundle usually is (Debian/Ubuntu/Alpine, Fedora/RHEL, BSD/macOS).
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -61,6 +73,26 @@ fn root_store(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The system's trust store, for upstream TLS without a `ca`: the bundle named by
+/// `SSL_CERT_FILE`, else the first of [`SYSTEM_CA_BUNDLES`] that exists (certificates the
+/// verifier cannot parse are skipped, as other TLS clients do).
+fn system_roots() -> Result<rustls::RootCertStore, TlsError> {
+    let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    let path = from_env
+        .into_iter()
+        .chain(SYSTEM_CA_BUNDLES.iter().map(std::path::PathBuf::from))
+        .find(|p| p.is_file())
+        .ok_or(TlsError::NoSystemRoots)?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(load_certs(&path)?);
+    if added == 0 {
+        return Err(TlsError::NoCert {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(roots)
+}
+
 /// Listener TLS: ALPN `h2` and `http/1.1`; with `client_ca`, a client certificate is required.
 pub fn server_config(
     cert: &Path,
@@ -86,8 +118,8 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
-/// Upstream TLS: trust `ca` (empty trust store without it), present `cert`/`key` when given,
-/// offer ALPN h2 only for HTTP/2 clusters.
+/// Upstream TLS: trust `ca` (the system's trust store without it), present `cert`/`key` when
+/// given, offer ALPN h2 only for HTTP/2 clusters.
 pub fn client_config(
     ca: Option<&Path>,
     cert_key: Option<(&Path, &Path)>,
@@ -95,7 +127,7 @@ pub fn client_config(
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let roots = match ca {
         Some(ca) => root_store(ca)?,
-        None => rustls::RootCertStore::empty(),
+        None => system_roots()?,
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?

@@ -269,6 +269,38 @@ async fn upstream_tls_rejects_unknown_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_without_ca_trusts_the_system_bundle() {
+    // `tls:` without `ca` verifies against the system's trust store (here SSL_CERT_FILE, the
+    // test CA): the upstream is reached; with another CA as the system's, it is refused.
+    let dir = TempDir::new("sysca");
+    let certs = Certs::generate(dir.path());
+    let other = TempDir::new("sysca-other");
+    let other_certs = Certs::generate(other.path());
+    let up = UpstreamOpts::new("tlsup")
+        .tls(certs.server_config(&["http/1.1"], false))
+        .start()
+        .await;
+    let yaml = one_route(&up, "    tls: { sni: localhost }");
+    let weir = Weir::try_start_env(&yaml, 1, dir, &[("SSL_CERT_FILE", &certs.ca)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = weir.h1("edge").await.get("/x").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["tls"], true, "{r:?}");
+    let weir = Weir::try_start_env(
+        &yaml,
+        1,
+        TempDir::new("sysca2"),
+        &[("SSL_CERT_FILE", &other_certs.ca)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = weir.h1("edge").await.get("/y").await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(up.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_http2_multiplexes_concurrent_requests() {
     let up = Upstream::start("h2up").await;
     let weir = Weir::start(&one_route(&up, "    http2: true")).await;

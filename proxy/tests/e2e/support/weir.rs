@@ -58,6 +58,16 @@ impl Weir {
     }
 
     pub async fn try_start(yaml: &str, workers: usize, dir: TempDir) -> Result<Weir, String> {
+        Self::try_start_env(yaml, workers, dir, &[]).await
+    }
+
+    /// Same with more environment variables for the weir process.
+    pub async fn try_start_env(
+        yaml: &str,
+        workers: usize,
+        dir: TempDir,
+        env: &[(&str, &std::path::Path)],
+    ) -> Result<Weir, String> {
         let config = dir.join("weir.yaml");
         std::fs::write(&config, expand(yaml, &dir)).expect("write config");
         let stderr = dir.join("stderr.log");
@@ -74,6 +84,7 @@ impl Weir {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err_file))
