@@ -130,11 +130,15 @@ async fn run_async(opts: RunOptions, cfg: Config) -> i32 {
         node: opts.node.clone(),
         config_path: Some(opts.config.clone()),
     };
+    // Kept to point start-up errors of a filter at its place in the file, as `weir validate`.
+    let located = cfg.clone();
     let proxy = match Proxy::start(cfg, &base_dir(&opts.config), start).await {
         Ok(p) => p,
         Err(errors) => {
-            for e in errors {
-                eprintln!("{}: {e}", opts.config.display());
+            let file = opts.config.display().to_string();
+            let text = std::fs::read_to_string(&opts.config).unwrap_or_default();
+            for e in crate::preflight::locate(&file, &text, &located, errors) {
+                eprintln!("{e}");
             }
             return 1;
         }

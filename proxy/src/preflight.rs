@@ -162,7 +162,7 @@ fn check_here(cfg: &Config, base_dir: &Path, modules: &Modules) -> Result<(), Ve
 
 /// Prefixes every error with `file:line:column: ` where it names a filter found in `text`,
 /// else with `file: `.
-fn locate(file: &str, text: &str, cfg: &Config, errors: Vec<String>) -> Vec<String> {
+pub(crate) fn locate(file: &str, text: &str, cfg: &Config, errors: Vec<String>) -> Vec<String> {
     let root = yaml_tree(text);
     errors
         .into_iter()

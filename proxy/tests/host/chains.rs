@@ -98,6 +98,17 @@ async fn false_from_vm_start_or_configure_fails_validate_and_run() {
             panic!("weir run started although {name} fails {hook}")
         };
         assert!(e.contains(name), "{e}");
+        // As `weir validate`: `weir.yaml:LINE:COLUMN: filter NAME: …`.
+        let located = e.lines().any(|l| {
+            l.split_once(": filter ").is_some_and(|(at, rest)| {
+                let mut at = at.rsplitn(3, ':');
+                rest.starts_with(name)
+                    && at.next().is_some_and(|c| c.parse::<u32>().is_ok())
+                    && at.next().is_some_and(|l| l.parse::<u32>().is_ok())
+                    && at.next().is_some_and(|f| f.ends_with("weir.yaml"))
+            })
+        });
+        assert!(located, "{name}: no file:line:column: {e}");
     }
 }
 
