@@ -17,6 +17,7 @@ pub mod body;
 pub mod error;
 pub mod headers;
 pub mod proxy;
+pub mod replay;
 pub mod server;
 pub mod stop_signal;
 

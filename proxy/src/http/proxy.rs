@@ -2,6 +2,7 @@
 
 use super::body::{BodyEnd, LimitedBody, ObservedBody};
 use super::error::{classify_client_error, empty, full, ProxyError};
+use super::replay::Replay;
 use super::{headers, BoxError, ProxyBody, ResponseBody};
 use crate::access_log::AccessLogEntry;
 use crate::cluster::balancer::PickContext;
@@ -652,14 +653,31 @@ pub async fn handle(
 
     // Upstream, part 1: the destination cluster (weighted split), so that every answer from
     // here on — filter replies included — is counted under its route and cluster.
-    if let Some((mirror, percent)) = &route.mirror {
-        if body_empty && rand::random::<f64>() * 100.0 < *percent {
-            spawn_mirror(&worker, mirror.clone(), &parts);
+    // A body that may go out more than once (retries, a mirror) is read ahead and kept whole
+    // when it ends within REPLAY_LIMIT, as Envoy buffers it for them; a longer one is sent once.
+    let mirror = route
+        .mirror
+        .as_ref()
+        .filter(|(_, percent)| rand::random::<f64>() * 100.0 < *percent);
+    let mut replay = None;
+    if !body_empty && (mirror.is_some() || route.retry.as_ref().is_some_and(|r| r.retries > 0)) {
+        match super::replay::read_ahead(body, super::replay::REPLAY_LIMIT).await {
+            Ok(kept) => {
+                body = kept.body();
+                replay = Some(kept);
+            }
+            Err(once) => body = once,
+        }
+    }
+    if let Some((mirror, _)) = mirror {
+        if body_empty || replay.is_some() {
+            let copy = replay.as_ref().map(Replay::body);
+            spawn_mirror(&worker, mirror.clone(), &parts, copy);
         }
     }
     let sent_at = detailed.then(Instant::now);
     let result = forward(
-        &worker, &conn, route, &cluster, parts, body, body_empty, start,
+        &worker, &conn, route, &cluster, parts, body, body_empty, replay, start,
     )
     .await;
     match result {
@@ -856,12 +874,18 @@ async fn forward(
     parts: http::request::Parts,
     body: ProxyBody,
     body_empty: bool,
+    replay: Option<Replay>,
     start: Instant,
 ) -> Result<(Response<UpstreamBody>, (usize, bool)), (ProxyError, Option<usize>, bool)> {
     let pool = worker.pools.pool(cluster);
     let deadline = route.timeout.map(|t| start + t);
     let retry = route.retry.clone().unwrap_or_default();
-    let retries = if body_empty { retry.retries } else { 0 };
+    // A body is retried only when it was kept whole (`replay`).
+    let retries = if body_empty || replay.is_some() {
+        retry.retries
+    } else {
+        0
+    };
     let path = parts
         .uri
         .path_and_query()
@@ -899,7 +923,10 @@ async fn forward(
         let uri = cluster
             .endpoint_uri(ep, path.clone())
             .map_err(|e| (ProxyError::BadRequest(e.to_string()), last_ep, tries > 0))?;
-        let mut req = Request::new(body.take().unwrap_or_else(empty));
+        let mut req = Request::new(
+            body.take()
+                .unwrap_or_else(|| replay.as_ref().map_or_else(empty, Replay::body)),
+        );
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = version;
@@ -977,8 +1004,14 @@ async fn forward(
     }
 }
 
-/// Fire-and-forget copy of a body-less request to the mirror cluster (`Host` gets `-shadow`).
-fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::request::Parts) {
+/// Fire-and-forget copy of a request (its kept body, if it has one) to the mirror cluster (`Host`
+/// gets `-shadow`).
+fn spawn_mirror(
+    worker: &Rc<Worker>,
+    cluster: Arc<ClusterState>,
+    parts: &http::request::Parts,
+    body: Option<ProxyBody>,
+) {
     let pool = worker.pools.pool(&cluster);
     let ctx = PickContext {
         headers: &parts.headers,
@@ -996,7 +1029,7 @@ fn spawn_mirror(worker: &Rc<Worker>, cluster: Arc<ClusterState>, parts: &http::r
     let Ok(uri) = cluster.endpoint_uri(ep, pq) else {
         return;
     };
-    let mut req = Request::new(empty());
+    let mut req = Request::new(body.unwrap_or_else(empty));
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = parts.headers.clone();

@@ -402,6 +402,67 @@ clusters:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_a_body_are_retried_with_the_whole_body() {
+    // As Envoy: a body is kept (up to 1 MiB) so that a retry sends it again; a longer one is
+    // sent once.
+    let up = Upstream::start("alive").await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: half
+        retries: {{ attempts: 2, on: [connect-failure] }}
+clusters:
+  - name: half
+    endpoints: [{}, {}]
+    lb: round_robin
+    connect_timeout: 1s
+"#,
+        dead_addr(),
+        up.endpoint()
+    );
+    let weir = Weir::start(&yaml).await;
+    let mut c = weir.h1("edge").await;
+    for i in 0..6 {
+        let req = c
+            .request(http::Method::POST, "/upload")
+            .body(full(vec![b'r'; 10_000]))
+            .expect("req");
+        let r = c.fetch(req).await.expect("response");
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        assert_eq!(r.text(), "10000", "request {i}");
+    }
+    assert_eq!(up.uploaded(), 60_000);
+    // Over the limit: sent once, to whichever endpoint comes; the live one reads it all.
+    // (The dead endpoint's 503 may come while the client still sends, which then sees its
+    // connection closed: each big body gets a connection of its own.)
+    let mut big = 0;
+    for _ in 0..2 {
+        let mut c = weir.h1("edge").await;
+        let req = c
+            .request(http::Method::POST, "/upload")
+            .body(full(vec![b'b'; 2 << 20]))
+            .expect("req");
+        match c.fetch(req).await {
+            Ok(r) if r.status == 200 => {
+                assert_eq!(r.text(), (2 << 20).to_string());
+                big += 1;
+            }
+            Ok(r) => assert_eq!(r.status, 503, "{r:?}"),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(
+        big, 1,
+        "round robin: one of two big bodies met the dead endpoint"
+    );
+    assert_eq!(up.uploaded(), 60_000 + (2 << 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_try_timeout_is_retried_under_reset() {
     // Envoy's `reset` covers an upstream that does not answer in time (a read timeout).
     let fast = Upstream::start("fast").await;

@@ -255,6 +255,43 @@ listeners:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_copies_a_request_body_too() {
+    // As Envoy: the body is kept (up to 1 MiB) and sent to the shadow as well.
+    let ups = upstreams(&["primary", "shadow"]).await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: / }}
+        cluster: primary
+        mirror: {{ cluster: shadow, percent: 100 }}
+{}"#,
+        clusters(&ups)
+    );
+    let weir = Weir::start(&yaml).await;
+    let mut c = weir.h1("edge").await;
+    for _ in 0..3 {
+        let req = c
+            .request(http::Method::POST, "/upload")
+            .body(crate::support::full(vec![b'm'; 3000]))
+            .expect("req");
+        let r = c.fetch(req).await.expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "3000");
+        assert_eq!(r.upstream(), "primary");
+    }
+    let shadow = &ups[1];
+    crate::support::upstream::wait_until("the shadow read every body", || {
+        shadow.uploaded() == 9000
+    })
+    .await;
+    assert_eq!(shadow.requests(), 3);
+    assert_eq!(ups[0].uploaded(), 9000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_rewrite_replaces_the_host_header() {
     let ups = upstreams(&["backend"]).await;
     let yaml = format!(

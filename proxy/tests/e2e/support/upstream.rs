@@ -74,6 +74,8 @@ pub struct Stats {
     pub requests: AtomicUsize,
     pub held: AtomicUsize,
     pub health: AtomicU16,
+    /// Body bytes read by `/upload`, over all requests.
+    pub uploaded: AtomicUsize,
 }
 
 impl Stats {
@@ -198,6 +200,9 @@ impl Upstream {
     }
     pub fn held(&self) -> usize {
         self.stats.held.load(Ordering::SeqCst)
+    }
+    pub fn uploaded(&self) -> usize {
+        self.stats.uploaded.load(Ordering::SeqCst)
     }
 
     /// Lets every request on `/hold` (now and later) complete.
@@ -326,6 +331,11 @@ async fn handle(
                     n += d.len() as u64;
                 }
             }
+            shared
+                .stats
+                .uploaded
+                .fetch_add(n as usize, Ordering::SeqCst);
+            CHANGED.notify_waiters();
             builder.body(full_body(n.to_string()))?
         }
         "close" => builder
