@@ -47,6 +47,9 @@ pub fn spec(f: &config::Filter) -> PluginSpec {
     spec.root_id = f.root_id.clone().unwrap_or_default();
     spec.vm_id = f.vm_id.clone();
     spec.configuration = match &f.config {
+        // A string goes as its bytes, as Envoy's `StringValue` configuration does (so
+        // `config: '{"rate": 1}'` is JSON to the filter, and plain text stays plain).
+        Some(serde_json::Value::String(text)) => text.clone().into_bytes(),
         Some(v) => serde_json::to_vec(v).unwrap_or_default(),
         None => Vec::new(),
     };

@@ -136,3 +136,20 @@ async fn a_local_reply_passes_the_response_phases_of_the_filters_before_it() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-order-resp").as_deref(), Some("BA"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_config_reaches_the_filter_as_its_bytes() {
+    // As Envoy's StringValue configuration: `config: '{"tag": "R"}'` is that JSON text to the
+    // filter, not a JSON string holding it.
+    let up = HostUpstream::start().await;
+    let filters = filter("raw", e2e_filter(), r#"'{"tag": "R"}'"#, "");
+    let weir = start(&crate::util::simple(&up, &["raw"], &filters), 1).await;
+    let mut c = weir.h1("edge").await;
+    let r = act(&mut c, "/x", "config", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.upstream_header("x-config").as_deref(),
+        Some(r#"{"tag": "R"}"#)
+    );
+    assert_eq!(r.upstream_header("x-order").as_deref(), Some("R"));
+}
