@@ -338,10 +338,10 @@ clusters:
     assert_eq!(up.requests(), before + 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_failure_is_retried_on_another_endpoint() {
-    let up = Upstream::start("alive").await;
-    let yaml = format!(
+/// Cluster `half`: a dead endpoint and `up`, round robin, behind a route retrying `attempts`
+/// times on `on`.
+fn half_dead(up: &Upstream, attempts: u32, on: &str) -> String {
+    format!(
         r#"
 listeners:
   - name: edge
@@ -349,16 +349,22 @@ listeners:
     routes:
       - match: {{ path_prefix: / }}
         cluster: half
-        retries: {{ attempts: 3, on: [connect-failure] }}
+        retries: {{ attempts: {attempts}, on: [{on}] }}
 clusters:
   - name: half
-    endpoints: [{}, {}]
+    endpoints: [{dead}, {alive}]
     lb: round_robin
     connect_timeout: 1s
 "#,
-        dead_addr(),
-        up.endpoint()
-    );
+        dead = dead_addr(),
+        alive = up.endpoint()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_is_retried_on_another_endpoint() {
+    let up = Upstream::start("alive").await;
+    let yaml = half_dead(&up, 3, "connect-failure");
     let weir = Weir::start(&yaml).await;
     let mut c = weir.h1("edge").await;
     for i in 0..20 {
@@ -373,24 +379,7 @@ async fn connect_failures_are_retried_under_5xx_gateway_error_and_reset() {
     // As Envoy's `retry_on`: `5xx`, `gateway-error` and `reset` take a failed connect too.
     let up = Upstream::start("alive").await;
     for on in ["5xx", "gateway-error", "reset"] {
-        let yaml = format!(
-            r#"
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    routes:
-      - match: {{ path_prefix: / }}
-        cluster: half
-        retries: {{ attempts: 3, on: [{on}] }}
-clusters:
-  - name: half
-    endpoints: [{}, {}]
-    lb: round_robin
-    connect_timeout: 1s
-"#,
-            dead_addr(),
-            up.endpoint()
-        );
+        let yaml = half_dead(&up, 3, on);
         let weir = Weir::start(&yaml).await;
         let mut c = weir.h1("edge").await;
         for i in 0..6 {
@@ -406,24 +395,7 @@ async fn requests_with_a_body_are_retried_with_the_whole_body() {
     // As Envoy: a body is kept (up to 1 MiB) so that a retry sends it again; a longer one is
     // sent once.
     let up = Upstream::start("alive").await;
-    let yaml = format!(
-        r#"
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    routes:
-      - match: {{ path_prefix: / }}
-        cluster: half
-        retries: {{ attempts: 2, on: [connect-failure] }}
-clusters:
-  - name: half
-    endpoints: [{}, {}]
-    lb: round_robin
-    connect_timeout: 1s
-"#,
-        dead_addr(),
-        up.endpoint()
-    );
+    let yaml = half_dead(&up, 2, "connect-failure");
     let weir = Weir::start(&yaml).await;
     let mut c = weir.h1("edge").await;
     for i in 0..6 {

@@ -220,10 +220,9 @@ listeners:
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mirror_copies_requests_to_the_shadow_cluster() {
-    let ups = upstreams(&["primary", "shadow"]).await;
-    let yaml = format!(
+/// Every request to `primary`, mirrored to `shadow`.
+fn mirrored(ups: &[Upstream]) -> String {
+    format!(
         r#"
 listeners:
   - name: edge
@@ -233,8 +232,14 @@ listeners:
         cluster: primary
         mirror: {{ cluster: shadow, percent: 100 }}
 {}"#,
-        clusters(&ups)
-    );
+        clusters(ups)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_copies_requests_to_the_shadow_cluster() {
+    let ups = upstreams(&["primary", "shadow"]).await;
+    let yaml = mirrored(&ups);
     let weir = Weir::start(&yaml).await;
     let mut c = weir.h1("edge").await;
     for _ in 0..10 {
@@ -258,18 +263,7 @@ listeners:
 async fn mirror_copies_a_request_body_too() {
     // As Envoy: the body is kept (up to 1 MiB) and sent to the shadow as well.
     let ups = upstreams(&["primary", "shadow"]).await;
-    let yaml = format!(
-        r#"
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    routes:
-      - match: {{ path_prefix: / }}
-        cluster: primary
-        mirror: {{ cluster: shadow, percent: 100 }}
-{}"#,
-        clusters(&ups)
-    );
+    let yaml = mirrored(&ups);
     let weir = Weir::start(&yaml).await;
     let mut c = weir.h1("edge").await;
     for _ in 0..3 {
