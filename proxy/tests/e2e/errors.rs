@@ -363,31 +363,17 @@ clusters:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_is_retried_on_another_endpoint() {
-    let up = Upstream::start("alive").await;
-    let yaml = half_dead(&up, 3, "connect-failure");
-    let weir = Weir::start(&yaml).await;
-    let mut c = weir.h1("edge").await;
-    for i in 0..20 {
-        let r = c.get(&format!("/r/{i}")).await;
-        assert_eq!(r.status, 200, "request {i}: {r:?}");
-    }
-    assert_eq!(up.requests(), 20);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_failures_are_retried_under_5xx_gateway_error_and_reset() {
     // As Envoy's `retry_on`: `5xx`, `gateway-error` and `reset` take a failed connect too.
     let up = Upstream::start("alive").await;
-    for on in ["5xx", "gateway-error", "reset"] {
-        let yaml = half_dead(&up, 3, on);
-        let weir = Weir::start(&yaml).await;
+    for on in ["connect-failure", "5xx", "gateway-error", "reset"] {
+        let weir = Weir::start(&half_dead(&up, 3, on)).await;
         let mut c = weir.h1("edge").await;
         for i in 0..6 {
             let r = c.get(&format!("/r/{i}")).await;
             assert_eq!(r.status, 200, "on: [{on}], request {i}: {r:?}");
         }
     }
-    assert_eq!(up.requests(), 18);
+    assert_eq!(up.requests(), 24);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
