@@ -15,6 +15,7 @@
 
 pub mod body;
 pub mod error;
+pub mod grpc;
 pub mod headers;
 pub mod proxy;
 pub mod replay;

@@ -162,6 +162,8 @@ struct Finish {
     trace: Option<TraceHook>,
     /// Logged and counted already ([`Finish::done`] or its drop).
     recorded: bool,
+    /// A gRPC request: local replies take the gRPC form ([`super::grpc`]).
+    grpc: bool,
 }
 
 /// What the request's spans need besides the access-log facts.
@@ -315,20 +317,37 @@ where
 /// The proxy's own answer for `e`, with its response flag.
 fn fail(e: ProxyError, mut fin: Box<Finish>) -> Response<ResponseBody> {
     fin.flags = e.flag();
-    observe(e.to_response(), fin)
+    observe(error_response(&e, fin.grpc), fin)
 }
 
-/// A filter's local response as a proxy response.
-fn filter_response(l: &weir_wasm::LocalResponse) -> Response<ProxyBody> {
+/// The proxy's answer for `e`: plain text, or the gRPC form to a gRPC request.
+fn error_response(e: &ProxyError, grpc: bool) -> Response<ProxyBody> {
+    if !grpc {
+        return e.to_response();
+    }
+    let r =
+        super::grpc::trailers_only(e.status(), Default::default(), e.details().as_bytes(), None);
+    let (p, b) = r.into_parts();
+    Response::from_parts(p, full(b))
+}
+
+/// A filter's local response as a proxy response (the gRPC form to a gRPC request).
+fn filter_response(l: &weir_wasm::LocalResponse, grpc: bool) -> Response<ProxyBody> {
     let r = crate::wasm::body::local_to_http(l);
     let (p, b) = r.into_parts();
+    if grpc {
+        let r = super::grpc::trailers_only(p.status, p.headers, &b, l.grpc_status);
+        let (p, b) = r.into_parts();
+        return Response::from_parts(p, full(b));
+    }
     Response::from_parts(p, full(b))
 }
 
 /// A filter's local reply as the proxy's answer, flagged for the access log.
 fn filter_answer(l: &weir_wasm::LocalResponse, mut fin: Box<Finish>) -> Response<ResponseBody> {
     fin.flags = filter_flag(l);
-    observe(filter_response(l), fin)
+    let resp = filter_response(l, fin.grpc);
+    observe(resp, fin)
 }
 
 /// Envoy's flag for a filter's local reply: `FI` for an injected fault (the details Envoy's
@@ -490,6 +509,7 @@ pub async fn handle(
         peer: conn.peer,
         trace,
         recorded: false,
+        grpc: super::grpc::is_grpc(&parts.headers),
     });
 
     let route = {
@@ -497,8 +517,7 @@ pub async fn handle(
         listener.routes.find_indexed(&view)
     };
     let Some((route_index, mut route)) = route else {
-        fin.flags = ProxyError::NoRoute.flag();
-        return Ok(observe(ProxyError::NoRoute.to_response(), fin));
+        return Ok(fail(ProxyError::NoRoute, fin));
     };
     fin.route = keep(&route.name);
 
@@ -617,7 +636,8 @@ pub async fn handle(
                     fin.stats = listener.no_route.clone();
                     fin.flags = ProxyError::NoRoute.flag();
                     let stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
-                    let (rparts, rbody) = ProxyError::NoRoute.to_response().into_parts();
+                    let (rparts, rbody) =
+                        error_response(&ProxyError::NoRoute, fin.grpc).into_parts();
                     let details = Some(ProxyError::NoRoute.details());
                     return Ok(
                         through_response_filters(stream, rparts, rbody, fin, None, details).await,
@@ -752,11 +772,14 @@ pub async fn handle(
                 // The upstream failed (not a filter): the reply goes through the response
                 // phases like an upstream response.
                 Some(stream) if e.is_upstream_failure() => {
-                    let (rparts, rbody) = e.to_response().into_parts();
+                    let (rparts, rbody) = error_response(&e, fin.grpc).into_parts();
                     let details = Some(e.details());
                     Ok(through_response_filters(stream, rparts, rbody, fin, None, details).await)
                 }
-                _ => Ok(observe(e.to_response(), fin)),
+                _ => {
+                    let resp = error_response(&e, fin.grpc);
+                    Ok(observe(resp, fin))
+                }
             }
         }
     }
@@ -859,7 +882,7 @@ async fn filter_reply_through_filters(
     mut fin: Box<Finish>,
 ) -> Response<ResponseBody> {
     fin.flags = filter_flag(l);
-    let (rparts, rbody) = filter_response(l).into_parts();
+    let (rparts, rbody) = filter_response(l, fin.grpc).into_parts();
     through_response_filters(stream, rparts, rbody, fin, None, None).await
 }
 

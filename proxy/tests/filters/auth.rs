@@ -161,3 +161,54 @@ async fn mtls_principal_not_in_rule_is_403() {
     assert_eq!(c.get("/x").await.status, 403);
     assert_eq!(up.requests(), 0);
 }
+
+/// As Envoy: a gRPC request gets its local replies in gRPC form — HTTP 200, trailers-only,
+/// `grpc-status` mapped from the HTTP status (401 → 16 UNAUTHENTICATED; the proxy's own 503
+/// for a dead upstream → 14 UNAVAILABLE) and the text in `grpc-message`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_requests_get_grpc_local_replies() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string(); // closed: connections are refused
+    let cfg = json!({"api_keys": {"header": "x-api-key", "keys": {"k1": "svc"}}});
+    let weir = Weir::start(&one_filter_yaml(&dead, "auth", &cfg)).await;
+    let mut c = Client::h2c(weir.addr("edge")).await;
+    let call = |c: &Client, key: Option<&'static str>| {
+        let mut b = c
+            .request(http::Method::POST, "/pkg.Svc/Method")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(k) = key {
+            b = b.header("x-api-key", k);
+        }
+        b.body(crate::support::full(vec![0u8, 0, 0, 0, 0]))
+            .expect("req")
+    };
+    let req = call(&c, None);
+    let r = c.fetch(req).await.expect("response");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/grpc")
+    );
+    assert_eq!(r.header("grpc-status").as_deref(), Some("16"), "{r:?}");
+    assert!(r.header("grpc-message").is_some(), "{r:?}");
+    assert!(
+        r.header("www-authenticate").is_some(),
+        "the filter's headers stay"
+    );
+    assert!(r.body.is_empty());
+    let req = call(&c, Some("k1"));
+    let r = c.fetch(req).await.expect("response");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("grpc-status").as_deref(), Some("14"), "{r:?}");
+    assert_eq!(
+        r.header("grpc-message").as_deref(),
+        Some("upstream_connect_failure")
+    );
+    // A plain HTTP request still gets the HTTP status.
+    let r = weir.h1("edge").await.get("/x").await;
+    assert_eq!(r.status, 401);
+}
