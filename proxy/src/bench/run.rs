@@ -56,6 +56,18 @@ fn filter_seconds(proxy: &Proxy) -> Vec<(String, f64)> {
 
 /// The default bench config: one listener, one route, the built-in filters found in
 /// `target/filters/`.
+/// Where `weir bench` without `--config` finds the built-in filters: `target/filters` under the
+/// current directory, else the one beside the binary's directory (`target/release/weir` →
+/// `target/filters`), so it runs from anywhere in a built checkout.
+fn builtin_filters_dir() -> Option<PathBuf> {
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("filters")));
+    std::iter::once(PathBuf::from("target/filters"))
+        .chain(beside_binary)
+        .find(|dir| dir.join("auth.wasm").is_file())
+}
+
 pub fn default_config(filters_dir: &Path) -> Config {
     let mut filters = Vec::new();
     let mut chain = Vec::new();
@@ -235,10 +247,14 @@ async fn bench_async(opts: &BenchOptions) -> Result<(), String> {
                 .unwrap_or_else(|| PathBuf::from("."));
             (cfg, base)
         }
-        None => (
-            default_config(Path::new("target/filters")),
-            PathBuf::from("."),
-        ),
+        None => {
+            let dir = builtin_filters_dir().ok_or_else(|| {
+                "no built-in filters found (target/filters here or beside the weir binary): \
+                 build them with `bash scripts/build-filters.sh`, or pass --config"
+                    .to_string()
+            })?;
+            (default_config(&dir), PathBuf::from("."))
+        }
     };
     let up = upstream::spawn("bench-upstream")
         .await

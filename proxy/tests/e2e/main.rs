@@ -11,6 +11,7 @@ mod support;
 
 mod admin;
 mod balancing;
+mod bench;
 mod errors;
 mod hygiene;
 mod pooling;
