@@ -333,13 +333,12 @@ fn error_response(e: &ProxyError, grpc: bool) -> Response<ProxyBody> {
 
 /// A filter's local response as a proxy response (the gRPC form to a gRPC request).
 fn filter_response(l: &weir_wasm::LocalResponse, grpc: bool) -> Response<ProxyBody> {
-    let r = crate::wasm::body::local_to_http(l);
-    let (p, b) = r.into_parts();
+    let mut r = crate::wasm::body::local_to_http(l);
     if grpc {
-        let r = super::grpc::trailers_only(p.status, p.headers, &b, l.grpc_status);
         let (p, b) = r.into_parts();
-        return Response::from_parts(p, full(b));
+        r = super::grpc::trailers_only(p.status, p.headers, &b, l.grpc_status);
     }
+    let (p, b) = r.into_parts();
     Response::from_parts(p, full(b))
 }
 
