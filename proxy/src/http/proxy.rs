@@ -680,7 +680,8 @@ pub async fn handle(
         .filter(|(_, percent)| rand::random::<f64>() * 100.0 < *percent);
     let mut replay = None;
     if !body_empty && (mirror.is_some() || route.retry.as_ref().is_some_and(|r| r.retries > 0)) {
-        match super::replay::read_ahead(body, super::replay::REPLAY_LIMIT).await {
+        let deadline = route.timeout.map(|t| start + t);
+        match super::replay::read_ahead(body, super::replay::REPLAY_LIMIT, deadline).await {
             Ok(kept) => {
                 body = kept.body();
                 replay = Some(kept);

@@ -1,10 +1,12 @@
 //! Request bodies read ahead so that they can be sent more than once: to retry a request that
 //! has a body (Envoy buffers it for its retry policy the same way) and to mirror it. Only a body
-//! that ends within [`REPLAY_LIMIT`] is kept; a longer one streams on and is sent once.
+//! that ends within [`REPLAY_LIMIT`] (and before the route's deadline) is kept; a longer or
+//! slower one streams on and is sent once.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -36,14 +38,26 @@ impl Replay {
     }
 }
 
-/// Reads `body` ahead, up to `limit` bytes: `Ok` with the whole body when it ended within the
-/// limit, else `Err` with a body that yields what was read and then the rest (or the error
-/// that stopped the reading), to be sent once.
-pub async fn read_ahead(mut body: ProxyBody, limit: u64) -> Result<Replay, ProxyBody> {
+/// Reads `body` ahead, up to `limit` bytes and until `deadline` (the route's): `Ok` with the
+/// whole body when it ended within both, else `Err` with a body that yields what was read and
+/// then the rest (or the error that stopped the reading), to be sent once.
+pub async fn read_ahead(
+    mut body: ProxyBody,
+    limit: u64,
+    deadline: Option<Instant>,
+) -> Result<Replay, ProxyBody> {
     let mut kept = Replay::default();
     let mut read = 0u64;
     let rest = loop {
-        match body.frame().await {
+        let frame = match deadline {
+            // A frame future only polls the body: dropping it at the deadline loses nothing.
+            Some(at) => match tokio::time::timeout_at(at.into(), body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => break Ok(body),
+            },
+            None => body.frame().await,
+        };
+        match frame {
             None => return Ok(kept),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
@@ -148,7 +162,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_short_body_is_kept_whole_and_replays_with_its_trailers() {
-        let replay = read_ahead(chunks(&["ab", "cd"], true), 10).await.unwrap();
+        let replay = read_ahead(chunks(&["ab", "cd"], true), 10, None)
+            .await
+            .unwrap();
         for _ in 0..2 {
             let got = replay.body().collect().await.unwrap();
             assert_eq!(got.trailers().unwrap()["x-sum"], "1");
@@ -158,9 +174,35 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_body_streams_on_whole_once() {
-        let Err(body) = read_ahead(chunks(&["abc", "def", "gh"], false), 4).await else {
+        let Err(body) = read_ahead(chunks(&["abc", "def", "gh"], false), 4, None).await else {
             panic!("kept a body over the limit");
         };
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abcdefgh");
+    }
+
+    #[tokio::test]
+    async fn a_body_still_coming_at_the_deadline_streams_on_once() {
+        // Two chunks, then a sender that has not finished: reading ahead stops at the deadline
+        // and what was read comes first.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"ab"))))
+            .await
+            .unwrap();
+        let body = StreamBody::new(tokio_stream_from(rx)).boxed_unsync();
+        let at = Instant::now();
+        let Err(body) = read_ahead(body, 1 << 20, Some(at)).await else {
+            panic!("kept a body that had not ended");
+        };
+        tx.send(Ok(Frame::data(Bytes::from_static(b"cd"))))
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcd");
+    }
+
+    fn tokio_stream_from<T>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 }
