@@ -54,8 +54,6 @@ fn filter_seconds(proxy: &Proxy) -> Vec<(String, f64)> {
     v
 }
 
-/// The default bench config: one listener, one route, the built-in filters found in
-/// `target/filters/`.
 /// Where `weir bench` without `--config` finds the built-in filters: `target/filters` under the
 /// current directory, else the one beside the binary's directory (`target/release/weir` →
 /// `target/filters`), so it runs from anywhere in a built checkout.
@@ -68,6 +66,8 @@ fn builtin_filters_dir() -> Option<PathBuf> {
         .find(|dir| dir.join("auth.wasm").is_file())
 }
 
+/// The default bench config: one listener, one route, the built-in filters found in
+/// `filters_dir` (see [`builtin_filters_dir`]).
 pub fn default_config(filters_dir: &Path) -> Config {
     let mut filters = Vec::new();
     let mut chain = Vec::new();

@@ -40,14 +40,13 @@ pub enum HashOn {
 }
 
 impl HashOn {
-    /// Parses `header:NAME` or `source_ip`.
+    /// Parses `header:NAME` or `source_ip`, exactly (the config validator's check too).
     pub fn parse(s: &str) -> Result<HashOn, String> {
-        let s = s.trim();
         if s == "source_ip" {
             return Ok(HashOn::SourceIp);
         }
         if let Some(name) = s.strip_prefix("header:") {
-            return HeaderName::from_bytes(name.trim().as_bytes())
+            return HeaderName::from_bytes(name.as_bytes())
                 .map(HashOn::Header)
                 .map_err(|_| format!("hash_on: invalid header name {name:?}"));
         }

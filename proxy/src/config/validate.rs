@@ -446,11 +446,7 @@ impl Checker<'_> {
         // As Envoy's hash policy: only `ring_hash` uses the key (without one it picks at random);
         // the other policies ignore it, so DESIGN.md's example (`round_robin` + `hash_on`) holds.
         if let Some(h) = &c.hash_on {
-            let ok = h == "source_ip"
-                || h.strip_prefix("header:").is_some_and(|n| {
-                    !n.is_empty() && http::HeaderName::from_bytes(n.as_bytes()).is_ok()
-                });
-            if !ok {
+            if crate::cluster::balancer::HashOn::parse(h).is_err() {
                 self.err(
                     format!("{path}.hash_on"),
                     format!("`{h}` is not `header:NAME` or `source_ip`"),
