@@ -613,7 +613,7 @@ pub async fn handle(
             },
             weir_wasm::Flow::LocalResponse(l) => {
                 let stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
-                return Ok(filter_reply_through_filters(stream, &l, fin).await);
+                return Ok(filter_reply(Some(stream), &l, fin).await);
             }
             weir_wasm::Flow::Reset => {
                 let e = ProxyError::FilterFailed {
@@ -635,11 +635,8 @@ pub async fn handle(
                     fin.stats = listener.no_route.clone();
                     fin.flags = ProxyError::NoRoute.flag();
                     let stream = Rc::new(crate::wasm::stream_lock::StreamLock::new(cs));
-                    let (rparts, rbody) =
-                        error_response(&ProxyError::NoRoute, fin.grpc).into_parts();
-                    let details = Some(ProxyError::NoRoute.details());
                     return Ok(
-                        through_response_filters(stream, rparts, rbody, fin, None, details).await,
+                        error_reply_through_filters(stream, &ProxyError::NoRoute, fin).await,
                     );
                 }
                 Some((i, r)) if i != route_index => {
@@ -707,14 +704,11 @@ pub async fn handle(
             drop(resp);
             fin.upstream_host = keep(&cluster.endpoints[ep.0].address);
             let why = stopped.borrow_mut().take();
-            let e = match (why, stream) {
-                (Some(crate::wasm::body::BodyStop::Local(l)), Some(stream)) => {
-                    return Ok(filter_reply_through_filters(stream, &l, fin).await);
+            let e = match why {
+                Some(crate::wasm::body::BodyStop::Local(l)) => {
+                    return Ok(filter_reply(stream, &l, fin).await);
                 }
-                (Some(crate::wasm::body::BodyStop::Local(l)), None) => {
-                    return Ok(filter_answer(&l, fin));
-                }
-                (Some(crate::wasm::body::BodyStop::TooLarge(_)), _) => ProxyError::BodyTooLarge,
+                Some(crate::wasm::body::BodyStop::TooLarge(_)) => ProxyError::BodyTooLarge,
                 _ => ProxyError::FilterFailed {
                     filter: route.filters.join(","),
                     reason: "stream reset".into(),
@@ -744,10 +738,7 @@ pub async fn handle(
             let stop = stopped.borrow_mut().take();
             match stop {
                 Some(crate::wasm::body::BodyStop::Local(l)) => {
-                    return Ok(match stream {
-                        Some(stream) => filter_reply_through_filters(stream, &l, fin).await,
-                        None => filter_answer(&l, fin),
-                    });
+                    return Ok(filter_reply(stream, &l, fin).await);
                 }
                 Some(crate::wasm::body::BodyStop::TooLarge(_)) => e = ProxyError::BodyTooLarge,
                 Some(crate::wasm::body::BodyStop::Reset) => {
@@ -772,9 +763,7 @@ pub async fn handle(
                 // The upstream failed (not a filter): the reply goes through the response
                 // phases like an upstream response.
                 Some(stream) if e.is_upstream_failure() => {
-                    let (rparts, rbody) = error_response(&e, fin.grpc).into_parts();
-                    let details = Some(e.details());
-                    Ok(through_response_filters(stream, rparts, rbody, fin, None, details).await)
+                    Ok(error_reply_through_filters(stream, &e, fin).await)
                 }
                 _ => {
                     let resp = error_response(&e, fin.grpc);
@@ -876,14 +865,29 @@ where
 /// A filter's local reply from a request phase, on its way out through the response phases
 /// of the filters the request reached, the replier included (as Envoy's local replies pass its
 /// encoder filters): they may add headers to it, and their `proxy_on_log` sees its status.
-async fn filter_reply_through_filters(
-    stream: crate::wasm::body::SharedStream,
+/// Without a stream (no chain ran) it is the answer as it is.
+async fn filter_reply(
+    stream: Option<crate::wasm::body::SharedStream>,
     l: &weir_wasm::LocalResponse,
     mut fin: Box<Finish>,
 ) -> Response<ResponseBody> {
+    let Some(stream) = stream else {
+        return filter_answer(l, fin);
+    };
     fin.flags = filter_flag(l);
     let (rparts, rbody) = filter_response(l, fin.grpc).into_parts();
     through_response_filters(stream, rparts, rbody, fin, None, None).await
+}
+
+/// The proxy's own reply for `e` (flags already set) through the response phases, as Envoy
+/// passes its local replies through the encoder filters; `response.code_details` names `e`.
+async fn error_reply_through_filters(
+    stream: crate::wasm::body::SharedStream,
+    e: &ProxyError,
+    fin: Box<Finish>,
+) -> Response<ResponseBody> {
+    let (rparts, rbody) = error_response(e, fin.grpc).into_parts();
+    through_response_filters(stream, rparts, rbody, fin, None, Some(e.details())).await
 }
 
 /// Sends the request upstream with the route's timeout and retry policy. On success returns the

@@ -28,13 +28,7 @@ pub struct Replay {
 impl Replay {
     /// A new body with the same data and trailers.
     pub fn body(&self) -> ProxyBody {
-        ReadAhead {
-            data: self.data.iter().cloned().collect(),
-            trailers: self.trailers.clone(),
-            rest: None,
-            error: None,
-        }
-        .boxed_unsync()
+        ReadAhead::new(self.clone(), None, None).boxed_unsync()
     }
 }
 
@@ -81,13 +75,7 @@ pub async fn read_ahead(
         Ok(body) => (Some(body), None),
         Err(e) => (None, Some(e)),
     };
-    Err(ReadAhead {
-        data: kept.data.into(),
-        trailers: kept.trailers,
-        rest,
-        error,
-    }
-    .boxed_unsync())
+    Err(ReadAhead::new(kept, rest, error).boxed_unsync())
 }
 
 /// Frames already read, then the rest of the body or the error that ended the reading.
@@ -96,6 +84,17 @@ struct ReadAhead {
     trailers: Option<HeaderMap>,
     rest: Option<ProxyBody>,
     error: Option<BoxError>,
+}
+
+impl ReadAhead {
+    fn new(kept: Replay, rest: Option<ProxyBody>, error: Option<BoxError>) -> Self {
+        ReadAhead {
+            data: kept.data.into(),
+            trailers: kept.trailers,
+            rest,
+            error,
+        }
+    }
 }
 
 impl Body for ReadAhead {
